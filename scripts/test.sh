@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up everything (libtorch, build, data), then run every check CI runs:
+# rustfmt, clippy with warnings as errors, and the whole test suite (unit, CLI, end-to-end on MNIST).
+# MNIST_DIR=/path/to/mnist uses a local copy of the four files (.gz or raw) instead of downloading.
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+
+ensure_libtorch
+build_release
+ensure_data
+cd "$REPO_ROOT"
+log "check: cargo fmt --check"
+cargo fmt --all --check
+log "check: cargo clippy -- -D warnings"
+cargo clippy --release --locked --all-targets -- -D warnings
+log "test: cargo test --release (MNIST from $MNIST_CNN_DATA)"
+cargo test --release --locked

@@ -1,0 +1,48 @@
+//! `mnist-cnn eval`: test-set accuracy, loss, per-class precision/recall/F1 and the confusion
+//! matrix of a checkpoint.
+
+use crate::data::Mnist;
+use crate::device::DeviceChoice;
+use crate::metrics;
+use crate::model::{Architecture, Classifier};
+use crate::runtime;
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// The checkpoint to evaluate (`model.ot` from a run, or a `.safetensors` state dict).
+    #[arg(long, value_name = "PATH")]
+    pub model: PathBuf,
+
+    /// Folder holding the MNIST idx files.
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+
+    /// libtorch intra-op threads (default: libtorch's choice, one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Print one JSON object on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &EvalArgs) -> Result<()> {
+    runtime::apply_threads(args.threads)?;
+    let device = args.device.resolve()?;
+    let model = Classifier::load(Architecture::Tutorial, &args.model, device)
+        .with_context(|| format!("--model {}", args.model.display()))?;
+    let mnist = Mnist::load(&args.data)?;
+    let report = metrics::evaluate(&model, &mnist.test)?.report();
+    if args.json {
+        super::print_json(&report)
+    } else {
+        print!("{report}");
+        Ok(())
+    }
+}

@@ -1,0 +1,133 @@
+//! MNIST: the four canonical files, their digests, validation, and loading as tensors.
+//!
+//! - [`idx`] validates idx files before anything trusts their headers;
+//! - [`fetch`] downloads or imports the files, verifies their digests, and writes them atomically;
+//! - [`Mnist::load`] validates a folder and hands it to tch's bundled loader.
+
+pub mod fetch;
+pub mod idx;
+
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+/// Side length of an MNIST picture.
+pub const IMAGE_SIDE: i64 = 28;
+/// Number of classes (the digits 0–9).
+pub const NUM_CLASSES: i64 = 10;
+
+/// Whether an idx file holds images (idx3) or labels (idx1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdxKind {
+    Images,
+    Labels,
+}
+
+/// One of the four canonical MNIST files.
+#[derive(Debug, Clone, Copy)]
+pub struct MnistFile {
+    /// The raw file name, as tch's loader expects it (no `.gz`).
+    pub name: &'static str,
+    pub kind: IdxKind,
+    /// SHA-256 of the decompressed file.
+    pub sha256: &'static str,
+}
+
+/// The four files, with the SHA-256 of the decompressed originals. They are the files whose
+/// well-known MD5s are 6bbc9ace898e44ae57da46a324031adb, a25bea736e30d166cdddb491f175f624,
+/// 2646ac647ad5339dbf082846283269ea and 27ae3e4e09519cfbb04c329615203637.
+pub const MNIST_FILES: [MnistFile; 4] = [
+    MnistFile {
+        name: "train-images-idx3-ubyte",
+        kind: IdxKind::Images,
+        sha256: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    },
+    MnistFile {
+        name: "train-labels-idx1-ubyte",
+        kind: IdxKind::Labels,
+        sha256: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    },
+    MnistFile {
+        name: "t10k-images-idx3-ubyte",
+        kind: IdxKind::Images,
+        sha256: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    },
+    MnistFile {
+        name: "t10k-labels-idx1-ubyte",
+        kind: IdxKind::Labels,
+        sha256: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+];
+
+/// Images (N×1×28×28, float in [0, 1]) and their labels (N, int64), on one device.
+#[derive(Debug)]
+pub struct Split {
+    pub images: Tensor,
+    pub labels: Tensor,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.labels.size()[0] as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The first `n` examples (`n` must not exceed the split's size).
+    pub fn first(&self, n: usize) -> Split {
+        Split {
+            images: self.images.narrow(0, 0, n as i64),
+            labels: self.labels.narrow(0, 0, n as i64),
+        }
+    }
+
+    pub fn to_device(&self, device: Device) -> Split {
+        Split {
+            images: self.images.to_device(device),
+            labels: self.labels.to_device(device),
+        }
+    }
+}
+
+/// The MNIST training and test splits.
+#[derive(Debug)]
+pub struct Mnist {
+    pub train: Split,
+    pub test: Split,
+}
+
+impl Mnist {
+    /// Validates the four idx files in `dir`, then loads them with tch's bundled MNIST loader.
+    /// Pixels are scaled to [0, 1] (the tutorial's pixels/255).
+    pub fn load(dir: &Path) -> Result<Mnist> {
+        if !dir.is_dir() {
+            bail!(
+                "MNIST folder {} does not exist; run `mnist-cnn data --dir {}` first",
+                dir.display(),
+                dir.display()
+            );
+        }
+        idx::validate_pair(
+            &dir.join("train-images-idx3-ubyte"),
+            &dir.join("train-labels-idx1-ubyte"),
+        )?;
+        idx::validate_pair(
+            &dir.join("t10k-images-idx3-ubyte"),
+            &dir.join("t10k-labels-idx1-ubyte"),
+        )?;
+        let dataset = tch::vision::mnist::load_dir(dir)
+            .with_context(|| format!("cannot load MNIST from {}", dir.display()))?;
+        let as_split = |images: Tensor, labels: Tensor| Split {
+            images: images
+                .view([-1, 1, IMAGE_SIDE, IMAGE_SIDE])
+                .to_kind(Kind::Float),
+            labels,
+        };
+        Ok(Mnist {
+            train: as_split(dataset.train_images, dataset.train_labels),
+            test: as_split(dataset.test_images, dataset.test_labels),
+        })
+    }
+}

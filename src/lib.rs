@@ -1,0 +1,26 @@
+//! mnist-cnn: train, evaluate and ship the Keras tutorial's convolutional MNIST classifier on
+//! libtorch through tch-rs.
+//!
+//! The modules follow the pipeline, in the order data flows through it:
+//!
+//! - [`data`]: fetch, verify and validate the MNIST idx files, and load them as tensors;
+//! - [`model`]: the tutorial CNN on `nn::seq()`, with PyTorch parameter names, and checkpoints;
+//! - [`train`]: the training loop (Adam, per-epoch reshuffle from the seed, evaluation each epoch);
+//! - [`metrics`]: loss, accuracy, confusion matrix, per-class precision/recall/F1;
+//! - [`run`]: the run folder (`config.json`, `metrics.jsonl`, `model.ot`);
+//! - [`commands`]: one function per subcommand, called by the thin `main.rs`.
+//!
+//! Supporting modules: [`device`] (choosing CPU/CUDA), [`runtime`] (libtorch build and thread
+//! facts), [`fsutil`] (atomic file writes), [`progress`] (progress bars on stderr).
+
+pub mod commands;
+pub mod data;
+pub mod device;
+pub mod fsutil;
+pub mod metrics;
+pub mod model;
+pub mod progress;
+pub mod rng;
+pub mod run;
+pub mod runtime;
+pub mod train;

@@ -1,0 +1,60 @@
+//! The `mnist-cnn` command line: parsing and dispatch only; the work is in the library.
+
+use clap::{Parser, Subcommand};
+use mnist_cnn::commands::{data, eval, info, train};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+/// Train, evaluate and ship a convolutional MNIST digit classifier on libtorch.
+///
+/// Typical use: `mnist-cnn data` (fetch and verify MNIST), `mnist-cnn train` (the Keras
+/// tutorial's recipe: 10 epochs, batch 32, Adam 1e-3), `mnist-cnn eval --model runs/…/model.ot`.
+/// Logs go to stderr (set RUST_LOG=debug for more); results go to stdout, as JSON with --json.
+#[derive(Debug, Parser)]
+#[command(name = "mnist-cnn", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the tch and libtorch versions, CUDA and cuDNN availability, devices and threads.
+    Info(info::InfoArgs),
+    /// Download (or import with --from) the MNIST files, verify them, and write them to --dir.
+    Data(data::DataArgs),
+    /// Train the tutorial CNN; writes model.ot, metrics.jsonl and config.json to a run folder.
+    Train(train::TrainArgs),
+    /// Evaluate a checkpoint on the MNIST test set: accuracy, loss, per-class
+    /// precision/recall/F1, confusion matrix.
+    Eval(eval::EvalArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match &cli.command {
+        Command::Info(args) => info::run(args),
+        Command::Data(args) => data::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs on stderr, filtered by RUST_LOG (default: info).
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .compact()
+        .init();
+}

@@ -1,0 +1,356 @@
+//! The network: the Keras tutorial's two-convolution CNN, built with `nn::seq()`, and its
+//! checkpoints.
+//!
+//! Parameter names follow PyTorch (`conv1.weight`, `conv1.bias`, `conv2.*`, `fc.*`), so that
+//! weights move between this tool and the equivalent `torch.nn.Module` without renaming.
+
+use crate::fsutil;
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+/// The model families this tool builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    /// Conv2d(1→32, 3×3) → ReLU → MaxPool 2 → Conv2d(32→64, 3×3) → ReLU → MaxPool 2 → Flatten →
+    /// Linear(1600→10): the Keras MNIST tutorial's network, 34,826 parameters.
+    Tutorial,
+}
+
+impl fmt::Display for Architecture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tutorial => write!(f, "tutorial"),
+        }
+    }
+}
+
+/// The tutorial CNN. Input N×1×28×28 in [0, 1]; output N×10 logits (the tutorial's softmax is
+/// folded into the cross-entropy loss, which is the same objective and numerically safer).
+pub fn tutorial_cnn(root: &nn::Path) -> nn::Sequential {
+    nn::seq()
+        .add(nn::conv2d(root / "conv1", 1, 32, 3, Default::default()))
+        .add_fn(|x| x.relu())
+        .add_fn(|x| x.max_pool2d_default(2))
+        .add(nn::conv2d(root / "conv2", 32, 64, 3, Default::default()))
+        .add_fn(|x| x.relu())
+        .add_fn(|x| x.max_pool2d_default(2))
+        .add_fn(|x| x.flatten(1, -1))
+        .add(nn::linear(root / "fc", 64 * 5 * 5, 10, Default::default()))
+}
+
+/// A network together with the variables it owns.
+pub struct Classifier {
+    pub vs: nn::VarStore,
+    net: Box<dyn ModuleT>,
+    pub architecture: Architecture,
+}
+
+impl fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Classifier")
+            .field("architecture", &self.architecture)
+            .field("device", &self.vs.device())
+            .finish()
+    }
+}
+
+impl Classifier {
+    /// A freshly initialised network (initialisation draws from libtorch's global generator:
+    /// seed it with `tch::manual_seed` first for reproducible weights).
+    pub fn new(architecture: Architecture, device: Device) -> Self {
+        let vs = nn::VarStore::new(device);
+        let net: Box<dyn ModuleT> = match architecture {
+            Architecture::Tutorial => Box::new(tutorial_cnn(&vs.root())),
+        };
+        Self {
+            vs,
+            net,
+            architecture,
+        }
+    }
+
+    /// Builds the network and loads its weights from a checkpoint (`.ot` or `.safetensors`).
+    pub fn load(architecture: Architecture, path: &Path, device: Device) -> Result<Self> {
+        let mut model = Self::new(architecture, device);
+        load_weights(&mut model.vs, path)?;
+        Ok(model)
+    }
+
+    /// Logits for a batch of N×1×28×28 images.
+    pub fn forward(&self, images: &Tensor, train: bool) -> Tensor {
+        self.net.forward_t(images, train)
+    }
+
+    /// Saves the weights atomically; the format follows the extension (`.safetensors`, else
+    /// libtorch's `.ot`).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        fsutil::save_atomically(path, |temp| Ok(self.vs.save(temp)?))
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// The number of trainable scalars.
+    pub fn parameter_count(&self) -> i64 {
+        self.vs
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum()
+    }
+}
+
+/// Loads named tensors from `path` into `vs`, after checking that the checkpoint holds exactly
+/// the model's tensors with the model's shapes. (libtorch's own copy would broadcast a tensor of
+/// a compatible but wrong shape without complaint.)
+pub fn load_weights(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
+    let tensors = read_checkpoint(path)?;
+    let variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    check_checkpoint_fits(&tensors, &variables)
+        .with_context(|| format!("checkpoint {} does not fit the model", path.display()))?;
+    tch::no_grad(|| -> Result<()> {
+        for (name, mut variable) in variables {
+            let source = &tensors[&name];
+            variable
+                .f_copy_(&source.to_kind(variable.kind()).to_device(variable.device()))
+                .with_context(|| format!("cannot copy tensor {name} from {}", path.display()))?;
+        }
+        Ok(())
+    })
+}
+
+/// The named tensors of a checkpoint, by format: `.safetensors`, else libtorch's `.ot`.
+pub fn read_checkpoint(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot open checkpoint {}", path.display()))?;
+    ensure!(
+        meta.is_file(),
+        "checkpoint {} is not a file",
+        path.display()
+    );
+    ensure!(meta.len() > 0, "checkpoint {} is empty", path.display());
+    let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
+    let tensors = if is_safetensors {
+        Tensor::read_safetensors(path)
+    } else {
+        Tensor::load_multi(path)
+    }
+    .map_err(|e| anyhow::anyhow!("{}", first_line(&e.to_string())))
+    .with_context(|| {
+        format!(
+            "checkpoint {} is not a readable {} file",
+            path.display(),
+            if is_safetensors {
+                "safetensors"
+            } else {
+                "libtorch (.ot)"
+            }
+        )
+    })?;
+    Ok(tensors.into_iter().collect())
+}
+
+/// libtorch errors carry a C++ backtrace after the first line; users need the first line.
+fn first_line(message: &str) -> &str {
+    message.lines().next().unwrap_or(message)
+}
+
+fn check_checkpoint_fits(
+    tensors: &BTreeMap<String, Tensor>,
+    variables: &BTreeMap<String, Tensor>,
+) -> Result<()> {
+    for (name, variable) in variables {
+        let Some(tensor) = tensors.get(name) else {
+            bail!("tensor {name} is missing");
+        };
+        ensure!(
+            tensor.size() == variable.size(),
+            "tensor {name} has shape {:?}, the model expects {:?}",
+            tensor.size(),
+            variable.size()
+        );
+        ensure!(
+            tensor.is_floating_point(),
+            "tensor {name} holds {:?} values, the model expects floating point",
+            tensor.kind()
+        );
+    }
+    if let Some(extra) = tensors.keys().find(|name| !variables.contains_key(*name)) {
+        bail!("tensor {extra} is not part of the model");
+    }
+    Ok(())
+}
+
+/// The model's parameters, by name, in float32 on the CPU (for export and comparisons).
+pub fn named_parameters(model: &Classifier) -> BTreeMap<String, Tensor> {
+    model
+        .vs
+        .variables()
+        .into_iter()
+        .map(|(name, t)| (name, t.to_kind(Kind::Float).to_device(Device::Cpu)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tutorial_model_has_pytorch_names_and_shapes() {
+        let model = Classifier::new(Architecture::Tutorial, Device::Cpu);
+        let shapes: BTreeMap<String, Vec<i64>> = model
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(n, t)| (n, t.size()))
+            .collect();
+        let expected: BTreeMap<String, Vec<i64>> = [
+            ("conv1.weight", vec![32, 1, 3, 3]),
+            ("conv1.bias", vec![32]),
+            ("conv2.weight", vec![64, 32, 3, 3]),
+            ("conv2.bias", vec![64]),
+            ("fc.weight", vec![10, 1600]),
+            ("fc.bias", vec![10]),
+        ]
+        .into_iter()
+        .map(|(n, s)| (n.to_owned(), s))
+        .collect();
+        assert_eq!(shapes, expected);
+        assert_eq!(model.parameter_count(), 34_826);
+    }
+
+    #[test]
+    fn forward_gives_ten_logits_per_image() {
+        let model = Classifier::new(Architecture::Tutorial, Device::Cpu);
+        let logits = model.forward(
+            &Tensor::zeros([3, 1, 28, 28], (Kind::Float, Device::Cpu)),
+            false,
+        );
+        assert_eq!(logits.size(), vec![3, 10]);
+    }
+
+    fn assert_same_weights(a: &Classifier, b: &Classifier) {
+        let (a, b) = (named_parameters(a), named_parameters(b));
+        for (name, t) in &a {
+            assert!(t.equal(&b[name]), "{name} differs");
+        }
+    }
+
+    #[test]
+    fn checkpoints_round_trip_in_both_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        tch::manual_seed(1);
+        let model = Classifier::new(Architecture::Tutorial, Device::Cpu);
+        for file in ["model.ot", "model.safetensors"] {
+            let path = dir.path().join(file);
+            model.save(&path).unwrap();
+            let loaded = Classifier::load(Architecture::Tutorial, &path, Device::Cpu).unwrap();
+            assert_same_weights(&model, &loaded);
+        }
+    }
+
+    fn write_tensors(path: &Path, tensors: &[(&str, Tensor)]) {
+        let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+        if path.extension().unwrap() == "safetensors" {
+            Tensor::write_safetensors(&named, path).unwrap();
+        } else {
+            Tensor::save_multi(&named, path).unwrap();
+        }
+    }
+
+    fn full_set() -> Vec<(&'static str, Tensor)> {
+        let model = Classifier::new(Architecture::Tutorial, Device::Cpu);
+        let params = named_parameters(&model);
+        [
+            "conv1.weight",
+            "conv1.bias",
+            "conv2.weight",
+            "conv2.bias",
+            "fc.weight",
+            "fc.bias",
+        ]
+        .into_iter()
+        .map(|n| (n, params[n].copy()))
+        .collect()
+    }
+
+    fn load_error(tensors: &[(&str, Tensor)], file: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file);
+        write_tensors(&path, tensors);
+        let err = Classifier::load(Architecture::Tutorial, &path, Device::Cpu).unwrap_err();
+        format!("{err:#}")
+    }
+
+    #[test]
+    fn a_wrong_shape_names_the_tensor_and_both_shapes() {
+        let mut tensors = full_set();
+        tensors[4].1 = Tensor::zeros([1600], (Kind::Float, Device::Cpu)); // broadcastable!
+        let err = load_error(&tensors, "m.ot");
+        assert!(err.contains("fc.weight has shape [1600]"), "{err}");
+        assert!(err.contains("[10, 1600]"), "{err}");
+    }
+
+    #[test]
+    fn missing_and_extra_tensors_are_named() {
+        let mut tensors = full_set();
+        let _conv1_bias = tensors.remove(1);
+        assert!(load_error(&tensors, "m.safetensors").contains("conv1.bias is missing"));
+        let mut tensors = full_set();
+        tensors.push(("fc2.weight", Tensor::zeros([2], (Kind::Float, Device::Cpu))));
+        assert!(load_error(&tensors, "m.ot").contains("fc2.weight is not part of the model"));
+    }
+
+    #[test]
+    fn unreadable_checkpoints_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, &[u8], &str); 4] = [
+            ("empty.ot", b"", "is empty"),
+            (
+                "text.ot",
+                b"these are not weights\n",
+                "not a readable libtorch",
+            ),
+            (
+                "random.ot",
+                &[0x50, 0x4b, 0x03, 0x04, 9, 9, 9, 9, 1, 2, 3],
+                "not a readable",
+            ),
+            (
+                "text.safetensors",
+                b"{\"not\": \"weights\"}",
+                "not a readable safetensors",
+            ),
+        ];
+        for (name, bytes, expected) in cases {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let err = Classifier::load(Architecture::Tutorial, &path, Device::Cpu).unwrap_err();
+            let err = format!("{err:#}");
+            assert!(
+                err.contains(expected) && err.contains(name),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_checkpoint_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.ot");
+        Classifier::new(Architecture::Tutorial, Device::Cpu)
+            .save(&path)
+            .unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let err = Classifier::load(Architecture::Tutorial, &path, Device::Cpu).unwrap_err();
+        assert!(format!("{err:#}").contains("model.ot"), "{err:#}");
+    }
+}

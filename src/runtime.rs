@@ -1,0 +1,57 @@
+//! Facts about the libtorch this binary runs on: versions, CUDA, cuDNN, threads.
+
+use serde::Serialize;
+
+/// tch's version, as pinned in Cargo.toml (recorded by build.rs).
+pub const TCH_VERSION: &str = env!("MNIST_CNN_TCH_VERSION");
+/// The version of the libtorch the binary was linked against (recorded by build.rs).
+pub const LIBTORCH_VERSION: &str = env!("MNIST_CNN_LIBTORCH_VERSION");
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeInfo {
+    pub mnist_cnn_version: &'static str,
+    pub tch_version: &'static str,
+    pub libtorch_version: &'static str,
+    pub cuda_available: bool,
+    pub cuda_device_count: i64,
+    pub cudnn_available: bool,
+    pub cudnn_version: Option<i64>,
+    pub cuda_runtime_version: Option<i64>,
+    pub intra_op_threads: i32,
+    pub inter_op_threads: i32,
+    pub mkldnn: bool,
+    pub openmp: bool,
+}
+
+impl RuntimeInfo {
+    pub fn collect() -> Self {
+        let cuda_available = tch::Cuda::is_available();
+        let cudnn_available = tch::Cuda::cudnn_is_available();
+        Self {
+            mnist_cnn_version: env!("CARGO_PKG_VERSION"),
+            tch_version: TCH_VERSION,
+            libtorch_version: LIBTORCH_VERSION,
+            cuda_available,
+            cuda_device_count: tch::Cuda::device_count(),
+            cudnn_available,
+            cudnn_version: cudnn_available.then(tch::utils::version_cudnn),
+            cuda_runtime_version: cuda_available.then(tch::utils::version_cudart),
+            intra_op_threads: tch::get_num_threads(),
+            inter_op_threads: tch::get_num_interop_threads(),
+            mkldnn: tch::utils::has_mkldnn(),
+            openmp: tch::utils::has_openmp(),
+        }
+    }
+}
+
+/// Sets libtorch's intra-op thread count when the user chose one.
+pub fn apply_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    if let Some(n) = threads {
+        anyhow::ensure!(
+            (1..=4096).contains(&n),
+            "--threads {n}: expected a number of threads from 1"
+        );
+        tch::set_num_threads(n as i32);
+    }
+    Ok(())
+}
