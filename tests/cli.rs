@@ -1,0 +1,530 @@
+//! CLI behaviour of every subcommand on small generated data: outputs, files, and errors.
+
+mod common;
+
+use common::*;
+use mnist_cnn::data::idx::build;
+use serde_json::Value;
+use std::fs;
+use std::path::Path;
+
+fn json(output: &std::process::Output) -> Value {
+    serde_json::from_str(stdout(output).trim())
+        .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}):\n{}", stdout(output)))
+}
+
+/// Trains on a small generated dataset: one epoch, batch 16, CPU, one thread, unless `extra`
+/// sets those flags itself.
+fn train_small(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    for (flag, value) in [
+        ("--epochs", "1"),
+        ("--batch-size", "16"),
+        ("--device", "cpu"),
+        ("--threads", "1"),
+    ] {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
+    args.extend_from_slice(extra);
+    mnist_cnn(&args)
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let output = mnist_cnn(&["--help"]);
+    assert_success(&output);
+    for sub in ["info", "data", "train", "eval"] {
+        assert!(stdout(&output).contains(sub), "{sub} missing from --help");
+    }
+}
+
+#[test]
+fn info_reports_versions_cuda_and_threads() {
+    let output = mnist_cnn(&["info", "--json"]);
+    assert_success(&output);
+    let info = json(&output);
+    assert_eq!(info["tch_version"], "0.24.0");
+    assert!(info["libtorch_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("2.11.0"));
+    assert!(info["cuda_available"].is_boolean());
+    assert!(info["cudnn_available"].is_boolean());
+    assert!(info["cuda_device_count"].as_i64().unwrap() >= 0);
+    assert!(info["intra_op_threads"].as_i64().unwrap() >= 1);
+    let table = mnist_cnn(&["info"]);
+    assert_success(&table);
+    assert!(stdout(&table).contains("CUDA available"));
+}
+
+#[test]
+fn data_imports_a_local_copy_once_and_then_does_nothing() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    write_small_mnist(src.path(), 30, 10);
+    let dir = dst.path().join("mnist");
+    let args = [
+        "data",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--from",
+        src.path().to_str().unwrap(),
+        "--no-verify",
+    ];
+    let first = mnist_cnn(&args);
+    assert_success(&first);
+    assert_eq!(stdout(&first).matches("written from").count(), 4);
+    assert_eq!(
+        fs::read(dir.join("t10k-labels-idx1-ubyte")).unwrap(),
+        fs::read(src.path().join("t10k-labels-idx1-ubyte")).unwrap()
+    );
+    let second = mnist_cnn(&args);
+    assert_success(&second);
+    assert_eq!(stdout(&second).matches("already present").count(), 4);
+}
+
+#[test]
+fn data_refuses_files_that_are_not_the_canonical_mnist() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    write_small_mnist(src.path(), 30, 10);
+    let dir = dst.path().join("mnist");
+    let output = mnist_cnn(&[
+        "data",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--from",
+        src.path().to_str().unwrap(),
+    ]);
+    assert_clean_failure(&output, &["train-images-idx3-ubyte", "SHA-256"]);
+    assert!(file_names(&dir).is_empty(), "{:?}", file_names(&dir));
+}
+
+#[test]
+fn data_from_a_missing_folder_names_it() {
+    let dst = tempfile::tempdir().unwrap();
+    let output = mnist_cnn(&[
+        "data",
+        "--dir",
+        dst.path().to_str().unwrap(),
+        "--from",
+        "/nonexistent/mnist-copy",
+    ]);
+    assert_clean_failure(&output, &["/nonexistent/mnist-copy"]);
+}
+
+#[test]
+fn train_writes_a_complete_run_folder_and_eval_reads_it() {
+    let data = tempfile::tempdir().unwrap();
+    let runs = tempfile::tempdir().unwrap();
+    write_small_mnist(data.path(), 100, 40);
+    let out = runs.path().join("run");
+    let output = train_small(data.path(), &out, &["--epochs", "2", "--json"]);
+    assert_success(&output);
+    let summary = json(&output);
+    assert_eq!(summary["epochs_completed"], 2);
+    assert_eq!(
+        file_names(&out),
+        ["config.json", "metrics.jsonl", "model.ot"]
+    );
+
+    let metrics = fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let lines: Vec<Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["epoch"], i + 1);
+        for key in [
+            "train_loss",
+            "test_loss",
+            "test_accuracy",
+            "seconds",
+            "images_per_second",
+        ] {
+            assert!(line[key].is_number(), "{key} missing in {line}");
+        }
+    }
+    let config: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["status"], "completed");
+    assert_eq!(config["architecture"], "tutorial");
+    assert_eq!(config["epochs"], 2);
+    assert_eq!(config["batch_size"], 16);
+    assert_eq!(config["optimizer"], "adam");
+    assert_eq!(config["seed"], 42);
+    assert_eq!(config["device"], "cpu");
+    assert_eq!(config["tch_version"], "0.24.0");
+    assert!(config["libtorch_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("2.11.0"));
+    assert_eq!(
+        config["final_metrics"]["test_accuracy"],
+        lines[1]["test_accuracy"]
+    );
+
+    let eval = mnist_cnn(&[
+        "eval",
+        "--model",
+        out.join("model.ot").to_str().unwrap(),
+        "--data",
+        data.path().to_str().unwrap(),
+        "--json",
+    ]);
+    assert_success(&eval);
+    let report = json(&eval);
+    assert_eq!(report["accuracy"], lines[1]["test_accuracy"]);
+    let confusion = report["confusion_matrix"].as_array().unwrap();
+    assert_eq!(confusion.len(), 10);
+    let total: u64 = confusion
+        .iter()
+        .flat_map(|row| row.as_array().unwrap())
+        .map(|c| c.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 40);
+    assert_eq!(report["per_class"].as_array().unwrap().len(), 10);
+    assert_eq!(report["per_class"][3]["support"], 4);
+    for key in ["precision", "recall", "f1"] {
+        assert!(report["macro"][key].is_number());
+    }
+
+    let table = mnist_cnn(&[
+        "eval",
+        "--model",
+        out.join("model.ot").to_str().unwrap(),
+        "--data",
+        data.path().to_str().unwrap(),
+    ]);
+    assert_success(&table);
+    assert!(stdout(&table).contains("confusion matrix"));
+    assert!(stdout(&table).contains("precision"));
+}
+
+#[test]
+fn the_same_seed_gives_bit_identical_weights_on_the_cpu() {
+    let data = tempfile::tempdir().unwrap();
+    let runs = tempfile::tempdir().unwrap();
+    write_small_mnist(data.path(), 200, 20);
+    let weights = |name: &str, seed: &str| {
+        let out = runs.path().join(name);
+        assert_success(&train_small(data.path(), &out, &["--seed", seed]));
+        let tensors = tch::Tensor::load_multi(out.join("model.ot")).unwrap();
+        tensors
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let a = weights("a", "5");
+    let b = weights("b", "5");
+    let c = weights("c", "6");
+    assert_eq!(a.len(), 6);
+    for ((name, ta), (_, tb)) in a.iter().zip(&b) {
+        assert!(
+            ta.equal(tb),
+            "{name} differs between runs with the same seed"
+        );
+    }
+    assert!(a.iter().zip(&c).any(|((_, ta), (_, tc))| !ta.equal(tc)));
+}
+
+#[test]
+fn train_refuses_to_overwrite_a_run_unless_asked() {
+    let data = tempfile::tempdir().unwrap();
+    let runs = tempfile::tempdir().unwrap();
+    write_small_mnist(data.path(), 20, 10);
+    let out = runs.path().join("run");
+    assert_success(&train_small(data.path(), &out, &[]));
+    let before = fs::read(out.join("model.ot")).unwrap();
+    let again = train_small(data.path(), &out, &["--seed", "9"]);
+    assert_clean_failure(&again, &["--overwrite", "run"]);
+    assert_eq!(fs::read(out.join("model.ot")).unwrap(), before);
+    assert_success(&train_small(
+        data.path(),
+        &out,
+        &["--seed", "9", "--overwrite"],
+    ));
+}
+
+#[test]
+fn bad_flags_are_refused_before_anything_is_written() {
+    let data = tempfile::tempdir().unwrap();
+    let runs = tempfile::tempdir().unwrap();
+    write_small_mnist(data.path(), 20, 10);
+    let out = runs.path().join("run");
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["--batch-size", "0"],
+            vec!["--batch-size", "at least 1"],
+        ),
+        (vec!["--epochs", "0"], vec!["--epochs"]),
+        (vec!["--lr", "NaN"], vec!["--lr", "positive"]),
+        (vec!["--lr", "-0.001"], vec!["--lr", "positive"]),
+        (vec!["--lr", "0"], vec!["--lr"]),
+        (vec!["--device", "tpu"], vec!["--device", "tpu"]),
+        (vec!["--limit", "21"], vec!["--limit 21", "20"]),
+        (vec!["--limit", "0"], vec!["--limit"]),
+        (vec!["--threads", "0"], vec!["--threads"]),
+    ];
+    for (flags, names) in cases {
+        let output = train_small(data.path(), &out, &flags);
+        assert_clean_failure(&output, &names);
+        assert!(!out.exists(), "{flags:?} left {:?}", file_names(&out));
+    }
+}
+
+#[test]
+fn cuda_on_a_machine_without_a_gpu_is_a_clear_error() {
+    if tch::Cuda::is_available() {
+        return; // the check only means something without a GPU, as on CI
+    }
+    let data = tempfile::tempdir().unwrap();
+    write_small_mnist(data.path(), 20, 10);
+    let out = data.path().join("run");
+    let output = train_small(data.path(), &out, &["--device", "cuda"]);
+    assert_clean_failure(&output, &["--device cuda", "CUDA is not available"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn an_output_folder_that_cannot_be_created_is_named() {
+    let data = tempfile::tempdir().unwrap();
+    write_small_mnist(data.path(), 20, 10);
+    let blocker = data.path().join("a-file");
+    fs::write(&blocker, b"not a folder").unwrap();
+    let out = blocker.join("run");
+    let output = train_small(data.path(), &out, &[]);
+    assert_clean_failure(&output, &["a-file/run"]);
+}
+
+#[test]
+fn a_missing_data_folder_says_how_to_get_the_data() {
+    let runs = tempfile::tempdir().unwrap();
+    let output = train_small(Path::new("/nonexistent/mnist"), &runs.path().join("r"), &[]);
+    assert_clean_failure(&output, &["/nonexistent/mnist", "mnist-cnn data"]);
+}
+
+/// Each broken idx file, the file it replaces, and what the error must say.
+fn broken_idx_corpus() -> Vec<(&'static str, &'static str, Vec<u8>, &'static str)> {
+    let images = |n: u32| build::images(n, |i, p| pattern_image(i, (i % 10) as u8, p));
+    let five_images = images(5);
+    let labels = build::labels(&[0, 1, 2, 3, 4]);
+    vec![
+        (
+            "empty",
+            "train-images-idx3-ubyte",
+            vec![],
+            "truncated header",
+        ),
+        (
+            "short header",
+            "train-images-idx3-ubyte",
+            five_images[..10].to_vec(),
+            "truncated header",
+        ),
+        (
+            "short body",
+            "train-images-idx3-ubyte",
+            five_images[..five_images.len() - 100].to_vec(),
+            "truncated",
+        ),
+        (
+            "wrong magic",
+            "train-images-idx3-ubyte",
+            labels.clone(),
+            "wrong magic number",
+        ),
+        (
+            "2^32-1 images",
+            "train-images-idx3-ubyte",
+            build::images_with_header(u32::MAX, 28, 28, &[0; 784]),
+            "4294967295 images",
+        ),
+        (
+            "zero images",
+            "t10k-images-idx3-ubyte",
+            build::images_with_header(0, 28, 28, &[]),
+            "zero images",
+        ),
+        (
+            "27x28",
+            "t10k-images-idx3-ubyte",
+            build::images_with_header(5, 27, 28, &[0; 5 * 27 * 28]),
+            "27×28",
+        ),
+        (
+            "label 10",
+            "train-labels-idx1-ubyte",
+            build::labels(&[0, 1, 10, 3, 4]),
+            "label 10",
+        ),
+        (
+            "label 255",
+            "t10k-labels-idx1-ubyte",
+            build::labels(&[255, 1, 2, 3, 4]),
+            "label 255",
+        ),
+        (
+            "fewer labels",
+            "train-labels-idx1-ubyte",
+            build::labels(&[0, 1, 2]),
+            "3 labels but",
+        ),
+        (
+            "short labels",
+            "t10k-labels-idx1-ubyte",
+            labels[..10].to_vec(),
+            "truncated",
+        ),
+    ]
+}
+
+fn dataset_with(dir: &Path, file: &str, bytes: &[u8]) {
+    write_small_mnist(dir, 5, 5);
+    fs::write(dir.join(file), bytes).unwrap();
+}
+
+#[test]
+fn every_broken_idx_file_fails_train_eval_and_data_naming_the_file() {
+    let scratch = tempfile::tempdir().unwrap();
+    let model = scratch.path().join("model.ot");
+    mnist_cnn::model::Classifier::new(mnist_cnn::model::Architecture::Tutorial, tch::Device::Cpu)
+        .save(&model)
+        .unwrap();
+    for (case, file, bytes, message) in broken_idx_corpus() {
+        let dir = scratch.path().join(case.replace(' ', "-"));
+        dataset_with(&dir, file, &bytes);
+        let data = dir.to_str().unwrap();
+        let out = scratch
+            .path()
+            .join(format!("run-{}", case.replace(' ', "-")));
+        let train = train_small(&dir, &out, &[]);
+        assert_clean_failure(&train, &[file, message]);
+        assert!(!out.exists(), "{case}: train left a run folder");
+        let eval = mnist_cnn(&["eval", "--model", model.to_str().unwrap(), "--data", data]);
+        assert_clean_failure(&eval, &[file, message]);
+        let imported = scratch
+            .path()
+            .join(format!("import-{}", case.replace(' ', "-")));
+        let import = mnist_cnn(&[
+            "data",
+            "--dir",
+            imported.to_str().unwrap(),
+            "--from",
+            data,
+            "--no-verify",
+        ]);
+        if file.ends_with("labels-idx1-ubyte") && message.contains("labels but") {
+            continue; // a label file that is valid on its own is importable
+        }
+        assert_clean_failure(&import, &[file, message]);
+        assert!(
+            !imported.join(file).exists(),
+            "{case}: data wrote the broken file"
+        );
+    }
+}
+
+#[test]
+fn a_folder_or_a_missing_file_in_place_of_an_idx_file_is_named() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("folder");
+    write_small_mnist(&dir, 5, 5);
+    fs::remove_file(dir.join("t10k-images-idx3-ubyte")).unwrap();
+    fs::create_dir(dir.join("t10k-images-idx3-ubyte")).unwrap();
+    let output = train_small(&dir, &scratch.path().join("r1"), &[]);
+    assert_clean_failure(&output, &["t10k-images-idx3-ubyte", "not a regular file"]);
+
+    let dir = scratch.path().join("missing");
+    write_small_mnist(&dir, 5, 5);
+    fs::remove_file(dir.join("train-labels-idx1-ubyte")).unwrap();
+    let output = train_small(&dir, &scratch.path().join("r2"), &[]);
+    assert_clean_failure(&output, &["train-labels-idx1-ubyte"]);
+}
+
+#[test]
+fn broken_checkpoints_fail_eval_naming_the_file() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    write_small_mnist(&data, 10, 10);
+    let good = scratch.path().join("good.ot");
+    mnist_cnn::model::Classifier::new(mnist_cnn::model::Architecture::Tutorial, tch::Device::Cpu)
+        .save(&good)
+        .unwrap();
+    let good_bytes = fs::read(&good).unwrap();
+    let wrong_shape = scratch.path().join("wrong-shape.ot");
+    let t = |shape: &[i64]| tch::Tensor::zeros(shape, (tch::Kind::Float, tch::Device::Cpu));
+    let named = [
+        ("conv1.weight", t(&[32, 1, 3, 3])),
+        ("conv1.bias", t(&[32])),
+        ("conv2.weight", t(&[64, 16, 3, 3])),
+        ("conv2.bias", t(&[64])),
+        ("fc.weight", t(&[10, 1600])),
+        ("fc.bias", t(&[10])),
+    ];
+    tch::Tensor::save_multi(
+        &named.iter().map(|(n, t)| (*n, t)).collect::<Vec<_>>(),
+        &wrong_shape,
+    )
+    .unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.ot", vec![], "empty"),
+        (
+            "truncated.ot",
+            good_bytes[..good_bytes.len() / 3].to_vec(),
+            "not a readable",
+        ),
+        (
+            "random.ot",
+            (0..5000u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect(),
+            "not a readable",
+        ),
+        ("notes.ot", b"just some text\n".to_vec(), "not a readable"),
+    ];
+    for (name, bytes, message) in cases {
+        let path = scratch.path().join(name);
+        fs::write(&path, bytes).unwrap();
+        let output = mnist_cnn(&[
+            "eval",
+            "--model",
+            path.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ]);
+        assert_clean_failure(&output, &[name, message]);
+    }
+    let output = mnist_cnn(&[
+        "eval",
+        "--model",
+        wrong_shape.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert_clean_failure(
+        &output,
+        &[
+            "wrong-shape.ot",
+            "conv2.weight",
+            "[64, 16, 3, 3]",
+            "[64, 32, 3, 3]",
+        ],
+    );
+    let output = mnist_cnn(&[
+        "eval",
+        "--model",
+        "/nonexistent/model.ot",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&output, &["/nonexistent/model.ot"]);
+}

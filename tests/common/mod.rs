@@ -1,0 +1,110 @@
+//! Helpers shared by the integration tests: running the binary, small generated datasets, the
+//! real MNIST folder, and the checks every failure must pass.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use mnist_cnn::data::idx::build;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `mnist-cnn` binary, with logs reduced to warnings and no proxy in the way of loopback.
+pub fn mnist_cnn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mnist-cnn"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .output()
+        .expect("the mnist-cnn binary runs")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts success, showing stderr otherwise.
+pub fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "failed with {:?}\nstderr:\n{}",
+        output.status,
+        stderr(output)
+    );
+}
+
+/// Asserts the tool failed as a user should see it: exit status 1 or 2 (not a panic's 101 or
+/// an abort's signal), an error that mentions every one of `names`, and no panic message.
+pub fn assert_clean_failure(output: &Output, names: &[&str]) {
+    let err = stderr(output);
+    let code = output.status.code();
+    assert!(
+        matches!(code, Some(1) | Some(2)),
+        "expected exit 1 or 2, got {:?}\nstderr:\n{err}",
+        output.status
+    );
+    assert!(!err.contains("panicked"), "panic:\n{err}");
+    assert!(!err.contains("RUST_BACKTRACE"), "panic:\n{err}");
+    assert!(err.contains("error"), "no error message:\n{err}");
+    for name in names {
+        assert!(err.contains(name), "error does not name {name:?}:\n{err}");
+    }
+}
+
+/// The real MNIST folder: $MNIST_CNN_DATA (set by scripts/test.sh), else data/mnist.
+pub fn real_mnist_dir() -> PathBuf {
+    let dir = std::env::var_os("MNIST_CNN_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist"));
+    assert!(
+        dir.join("train-images-idx3-ubyte").is_file(),
+        "the real MNIST is not in {}: run scripts/test.sh, or `mnist-cnn data --dir {}` and set MNIST_CNN_DATA",
+        dir.display(),
+        dir.display()
+    );
+    dir
+}
+
+/// A digit-like pattern for generated images: label `l` lights row band `2 + 2l`, plus a
+/// little texture so images differ.
+pub fn pattern_image(index: usize, label: u8, pixel: usize) -> u8 {
+    let (row, col) = (pixel / 28, pixel % 28);
+    if row == 2 + 2 * label as usize && (4..24).contains(&col) {
+        255
+    } else {
+        ((index * 31 + pixel * 7) % 50) as u8
+    }
+}
+
+/// Writes a small, valid dataset in MNIST format (raw idx files under the canonical names).
+pub fn write_small_mnist(dir: &Path, train: usize, test: usize) {
+    fs::create_dir_all(dir).unwrap();
+    for (prefix, n) in [("train", train), ("t10k", test)] {
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let images = build::images(n as u32, |i, p| pattern_image(i, labels[i], p));
+        fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+        fs::write(
+            dir.join(format!("{prefix}-labels-idx1-ubyte")),
+            build::labels(&labels),
+        )
+        .unwrap();
+    }
+}
+
+/// Files in `dir` (names), sorted.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
