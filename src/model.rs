@@ -32,16 +32,51 @@ impl fmt::Display for Architecture {
 
 /// The tutorial CNN. Input N×1×28×28 in [0, 1]; output N×10 logits (the tutorial's softmax is
 /// folded into the cross-entropy loss, which is the same objective and numerically safer).
+/// Weights start as Keras starts them: Glorot-uniform weights and zero biases.
 pub fn tutorial_cnn(root: &nn::Path) -> nn::Sequential {
     nn::seq()
-        .add(nn::conv2d(root / "conv1", 1, 32, 3, Default::default()))
+        .add(keras_conv2d(root / "conv1", 1, 32, 3))
         .add_fn(|x| x.relu())
         .add_fn(|x| x.max_pool2d_default(2))
-        .add(nn::conv2d(root / "conv2", 32, 64, 3, Default::default()))
+        .add(keras_conv2d(root / "conv2", 32, 64, 3))
         .add_fn(|x| x.relu())
         .add_fn(|x| x.max_pool2d_default(2))
         .add_fn(|x| x.flatten(1, -1))
-        .add(nn::linear(root / "fc", 64 * 5 * 5, 10, Default::default()))
+        .add(keras_linear(root / "fc", 64 * 5 * 5, 10))
+}
+
+/// Glorot (Xavier) uniform initialisation, Keras's default for kernels:
+/// U(±sqrt(6 / (fan_in + fan_out))).
+pub fn glorot_uniform(fan_in: i64, fan_out: i64) -> nn::Init {
+    let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
+    nn::Init::Uniform {
+        lo: -bound,
+        up: bound,
+    }
+}
+
+/// A 'valid' (unpadded) convolution initialised as Keras's `Conv2D`.
+fn keras_conv2d(path: nn::Path, in_channels: i64, out_channels: i64, kernel: i64) -> nn::Conv2D {
+    let receptive_field = kernel * kernel;
+    let config = nn::ConvConfig {
+        ws_init: glorot_uniform(
+            in_channels * receptive_field,
+            out_channels * receptive_field,
+        ),
+        bs_init: nn::Init::Const(0.0),
+        ..Default::default()
+    };
+    nn::conv2d(path, in_channels, out_channels, kernel, config)
+}
+
+/// A dense layer initialised as Keras's `Dense`.
+fn keras_linear(path: nn::Path, in_features: i64, out_features: i64) -> nn::Linear {
+    let config = nn::LinearConfig {
+        ws_init: glorot_uniform(in_features, out_features),
+        bs_init: Some(nn::Init::Const(0.0)),
+        bias: true,
+    };
+    nn::linear(path, in_features, out_features, config)
 }
 
 /// A network together with the variables it owns.
@@ -224,6 +259,23 @@ mod tests {
         .collect();
         assert_eq!(shapes, expected);
         assert_eq!(model.parameter_count(), 34_826);
+    }
+
+    #[test]
+    fn initialisation_follows_keras() {
+        let model = Classifier::new(Architecture::Tutorial, Device::Cpu);
+        let params = named_parameters(&model);
+        for (name, fan_in, fan_out) in [("conv1", 9, 288), ("conv2", 288, 576), ("fc", 1600, 10)] {
+            let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
+            let weights = &params[&format!("{name}.weight")];
+            let max = weights.abs().max().double_value(&[]);
+            assert!(
+                max <= bound && max > 0.9 * bound,
+                "{name}: max {max}, bound {bound}"
+            );
+            let bias = &params[&format!("{name}.bias")];
+            assert_eq!(bias.abs().sum(Kind::Float).double_value(&[]), 0.0);
+        }
     }
 
     #[test]
