@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use mnist_cnn::commands::{data, eval, info, train};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
@@ -48,12 +49,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs on stderr, filtered by RUST_LOG (default: info).
+/// Logs on stderr, filtered by RUST_LOG (default: info); colours only on a terminal.
 fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .compact()
         .init();
