@@ -13,6 +13,7 @@
 //! Supporting modules: [`device`] (choosing CPU/CUDA), [`runtime`] (libtorch build and thread
 //! facts), [`fsutil`] (atomic file writes), [`progress`] (progress bars on stderr).
 
+pub mod augment;
 pub mod commands;
 pub mod data;
 pub mod device;
@@ -23,4 +24,5 @@ pub mod progress;
 pub mod rng;
 pub mod run;
 pub mod runtime;
+pub mod schedule;
 pub mod train;

@@ -1,7 +1,7 @@
 //! The `mnist-cnn` command line: parsing and dispatch only; the work is in the library.
 
 use clap::{Parser, Subcommand};
-use mnist_cnn::commands::{data, eval, info, train};
+use mnist_cnn::commands::{data, eval, finetune, info, train};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -26,7 +26,10 @@ enum Command {
     Data(data::DataArgs),
     /// Train the tutorial CNN; writes model.ot, metrics.jsonl and config.json to a run folder.
     Train(train::TrainArgs),
-    /// Evaluate a checkpoint on the MNIST test set: accuracy, loss, per-class
+    /// Reload a checkpoint and retrain it (lower learning rate, frozen layers, augmentation),
+    /// on MNIST or on a folder of your own pictures; the best epoch on a validation split wins.
+    Finetune(finetune::FinetuneArgs),
+    /// Evaluate a checkpoint on the MNIST test set (or a picture folder): accuracy, loss, per-class
     /// precision/recall/F1, confusion matrix.
     Eval(eval::EvalArgs),
 }
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run(args),
         Command::Data(args) => data::run(args),
         Command::Train(args) => train::run(args),
+        Command::Finetune(args) => finetune::run(args),
         Command::Eval(args) => eval::run(args),
     };
     match result {

@@ -223,13 +223,14 @@ fn check_checkpoint_fits(
     Ok(())
 }
 
-/// The model's parameters, by name, in float32 on the CPU (for export and comparisons).
+/// Copies of the model's parameters, by name, in float32 on the CPU (for export and
+/// comparisons; a copy, since the conversions alone would alias a float CPU tensor).
 pub fn named_parameters(model: &Classifier) -> BTreeMap<String, Tensor> {
     model
         .vs
         .variables()
         .into_iter()
-        .map(|(name, t)| (name, t.to_kind(Kind::Float).to_device(Device::Cpu)))
+        .map(|(name, t)| (name, t.to_kind(Kind::Float).to_device(Device::Cpu).copy()))
         .collect()
 }
 

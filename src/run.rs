@@ -8,7 +8,7 @@
 
 use crate::fsutil;
 use crate::model::Architecture;
-use crate::train::{EpochRecord, TrainOptions};
+use crate::train::{EpochRecord, FitOutcome, Scores, TrainOptions};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -20,25 +20,50 @@ pub const CONFIG_FILE: &str = "config.json";
 /// The contents of `config.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunConfig {
+    /// `train` or `finetune`.
     pub command: String,
     pub status: RunStatus,
     pub architecture: Architecture,
     pub parameters: i64,
+    /// The checkpoint a fine-tuning run started from.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub parent: Option<PathBuf>,
     #[serde(flatten)]
     pub options: TrainOptions,
     pub optimizer: String,
     pub loss: String,
     pub device: String,
     pub threads: i32,
-    pub data_dir: PathBuf,
-    pub train_examples: usize,
-    pub test_examples: usize,
+    pub data: DataDescription,
     pub mnist_cnn_version: String,
     pub tch_version: String,
     pub libtorch_version: String,
     pub started_at: String,
     pub finished_at: Option<String>,
+    /// The starting checkpoint's scores on the run's evaluation data (fine-tuning).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub before: Option<Scores>,
     pub final_metrics: Option<FinalMetrics>,
+}
+
+/// Where the run's data came from and how it was divided.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DataDescription {
+    /// The MNIST folder, or the picture folder of `--images`.
+    pub source: PathBuf,
+    /// `mnist` or `images`.
+    pub kind: String,
+    pub train_examples: usize,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub validation_examples: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub validation_split: Option<f64>,
+    /// The seed the validation split was drawn with (runs that share it hold out the same
+    /// images).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub split_seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub test_examples: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,26 +73,35 @@ pub enum RunStatus {
     Completed,
 }
 
-/// The last epoch's figures, repeated in `config.json` for convenience.
+/// The delivered model's figures (the chosen epoch's), repeated in `config.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FinalMetrics {
     pub epochs_completed: usize,
-    pub train_loss: f64,
-    pub test_loss: f64,
-    pub test_accuracy: f64,
+    /// The epoch whose weights are in model.ot.
+    pub chosen_epoch: usize,
+    pub stopped_early: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub train_loss: Option<f64>,
+    #[serde(flatten)]
+    pub scores: Scores,
     pub train_seconds: f64,
 }
 
 impl FinalMetrics {
-    pub fn from_records(records: &[EpochRecord]) -> Option<Self> {
-        let last = records.last()?;
-        Some(Self {
-            epochs_completed: records.len(),
-            train_loss: last.train_loss,
-            test_loss: last.test_loss,
-            test_accuracy: last.test_accuracy,
-            train_seconds: records.iter().map(|r| r.seconds).sum(),
-        })
+    pub fn from_outcome(outcome: &FitOutcome) -> Self {
+        let chosen = outcome
+            .records
+            .iter()
+            .find(|r| r.epoch == outcome.chosen_epoch)
+            .expect("the chosen epoch was recorded");
+        Self {
+            epochs_completed: outcome.records.len(),
+            chosen_epoch: outcome.chosen_epoch,
+            stopped_early: outcome.stopped_early,
+            train_loss: chosen.train_loss,
+            scores: chosen.scores,
+            train_seconds: outcome.records.iter().map(|r| r.seconds).sum(),
+        }
     }
 }
 
@@ -127,6 +161,13 @@ impl RunDir {
     }
 }
 
+/// Reads the `config.json` of the run folder that holds `checkpoint`, when there is one.
+pub fn config_beside(checkpoint: &Path) -> Option<RunConfig> {
+    let path = checkpoint.parent()?.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
 /// Reads `metrics.jsonl`, naming the line that does not parse.
 pub fn read_metrics(path: &Path) -> Result<Vec<EpochRecord>> {
     let text =
@@ -168,12 +209,16 @@ mod tests {
     fn record(epoch: usize) -> EpochRecord {
         EpochRecord {
             epoch,
-            train_loss: 0.5,
-            test_loss: 0.4,
-            test_accuracy: 0.9,
+            train_loss: Some(0.5),
+            scores: Scores {
+                test_loss: Some(0.4),
+                test_accuracy: Some(0.9),
+                ..Default::default()
+            },
             seconds: 1.0,
             images_per_second: 100.0,
             learning_rate: 1e-3,
+            learning_rate_end: 1e-3,
         }
     }
 

@@ -528,3 +528,153 @@ fn broken_checkpoints_fail_eval_naming_the_file() {
     ]);
     assert_clean_failure(&output, &["/nonexistent/model.ot"]);
 }
+
+fn weights(path: &Path) -> std::collections::BTreeMap<String, tch::Tensor> {
+    tch::Tensor::load_multi(path).unwrap().into_iter().collect()
+}
+
+#[test]
+fn finetune_with_frozen_convolutions_keeps_them_bit_identical_and_records_before_and_after() {
+    let data = tempfile::tempdir().unwrap();
+    let runs = tempfile::tempdir().unwrap();
+    write_small_mnist(data.path(), 120, 30);
+    let parent = runs.path().join("parent");
+    assert_success(&train_small(data.path(), &parent, &["--val-split", "0.2"]));
+    let out = runs.path().join("tuned");
+    let output = mnist_cnn(&[
+        "finetune",
+        "--from",
+        parent.join("model.ot").to_str().unwrap(),
+        "--data",
+        data.path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--freeze",
+        "conv",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e-2",
+        "--augment",
+        "--schedule",
+        "onecycle",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert_success(&output);
+    let (before, after) = (
+        weights(&parent.join("model.ot")),
+        weights(&out.join("model.ot")),
+    );
+    for name in ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"] {
+        assert!(before[name].equal(&after[name]), "frozen {name} changed");
+    }
+    assert!(
+        !before["fc.weight"].equal(&after["fc.weight"]),
+        "fc did not train"
+    );
+
+    let config: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["command"], "finetune");
+    assert!(config["parent"]
+        .as_str()
+        .unwrap()
+        .ends_with("parent/model.ot"));
+    assert_eq!(config["freeze"], "conv");
+    assert_eq!(config["schedule"], "onecycle");
+    // The parent's held-out split is reused: 2 of the 12 images of each class, never trained on.
+    assert_eq!(config["data"]["validation_examples"], 20);
+    assert_eq!(config["data"]["split_seed"], 42);
+    for key in ["validation_accuracy", "test_accuracy"] {
+        assert!(config["before"][key].is_number(), "before.{key}");
+        assert!(
+            config["final_metrics"][key].is_number(),
+            "final_metrics.{key}"
+        );
+    }
+    let metrics = fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let lines: Vec<Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["epoch"], 0);
+    assert_eq!(lines[0]["test_accuracy"], config["before"]["test_accuracy"]);
+    assert!(
+        lines[1]["learning_rate"].as_f64().unwrap()
+            < lines[1]["learning_rate_end"].as_f64().unwrap()
+    );
+    let summary = json(&output);
+    assert_eq!(summary["before"], config["before"]);
+}
+
+#[test]
+fn finetune_refuses_bad_starting_points_and_flags() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    write_small_mnist(&data, 20, 10);
+    let good = scratch.path().join("good.ot");
+    mnist_cnn::model::Classifier::new(mnist_cnn::model::Architecture::Tutorial, tch::Device::Cpu)
+        .save(&good)
+        .unwrap();
+    let small = scratch.path().join("small.safetensors");
+    let t = |shape: &[i64]| tch::Tensor::zeros(shape, (tch::Kind::Float, tch::Device::Cpu));
+    let named = [
+        ("conv1.weight", t(&[32, 1, 3, 3])),
+        ("conv1.bias", t(&[32])),
+        ("conv2.weight", t(&[64, 32, 3, 3])),
+        ("conv2.bias", t(&[64])),
+        ("fc.weight", t(&[10, 800])),
+        ("fc.bias", t(&[10])),
+    ];
+    tch::Tensor::write_safetensors(
+        &named.iter().map(|(n, t)| (*n, t)).collect::<Vec<_>>(),
+        &small,
+    )
+    .unwrap();
+    let out = scratch.path().join("out");
+    let run = |from: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "finetune",
+            "--from",
+            from.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ];
+        args.extend_from_slice(extra);
+        mnist_cnn(&args)
+    };
+    assert_clean_failure(
+        &run(Path::new("/nonexistent/m.ot"), &[]),
+        &["--from /nonexistent/m.ot"],
+    );
+    assert_clean_failure(
+        &run(&small, &[]),
+        &["small.safetensors", "fc.weight", "[10, 800]", "[10, 1600]"],
+    );
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["--val-split", "0"], vec!["--val-split"]),
+        (vec!["--val-split", "1"], vec!["--val-split"]),
+        (vec!["--ema", "0"], vec!["--ema"]),
+        (vec!["--label-smoothing", "1"], vec!["--label-smoothing"]),
+        (vec!["--freeze", "everything"], vec!["--freeze"]),
+        (vec!["--schedule", "sawtooth"], vec!["--schedule"]),
+        (
+            vec!["--images", "/nonexistent/pictures"],
+            vec!["/nonexistent/pictures"],
+        ),
+        (vec!["--patience", "0"], vec!["--patience"]),
+    ];
+    for (flags, names) in cases {
+        assert_clean_failure(&run(&good, &flags), &names);
+        assert!(!out.exists(), "{flags:?} left a run folder");
+    }
+}

@@ -1,7 +1,7 @@
 //! `mnist-cnn eval`: test-set accuracy, loss, per-class precision/recall/F1 and the confusion
-//! matrix of a checkpoint.
+//! matrix of a checkpoint, on the MNIST test set or a labelled picture folder.
 
-use crate::data::Mnist;
+use crate::data::{images, Mnist};
 use crate::device::DeviceChoice;
 use crate::metrics;
 use crate::model::{Architecture, Classifier};
@@ -18,6 +18,11 @@ pub struct EvalArgs {
     /// Folder holding the MNIST idx files.
     #[arg(long, default_value = "data/mnist")]
     pub data: PathBuf,
+
+    /// Evaluate on labelled pictures laid out as DIR/0/*, …, DIR/9/* instead of the MNIST test
+    /// set.
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
 
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
@@ -37,8 +42,11 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let device = args.device.resolve()?;
     let model = Classifier::load(Architecture::Tutorial, &args.model, device)
         .with_context(|| format!("--model {}", args.model.display()))?;
-    let mnist = Mnist::load(&args.data)?;
-    let report = metrics::evaluate(&model, &mnist.test)?.report();
+    let split = match &args.images {
+        Some(dir) => images::load_folder(dir)?.split,
+        None => Mnist::load(&args.data)?.test,
+    };
+    let report = metrics::evaluate(&model, &split)?.report();
     if args.json {
         super::print_json(&report)
     } else {

@@ -3,7 +3,9 @@
 
 pub mod data;
 pub mod eval;
+pub mod finetune;
 pub mod info;
+pub mod session;
 pub mod train;
 
 use anyhow::Result;

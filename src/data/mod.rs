@@ -6,6 +6,7 @@
 
 pub mod fetch;
 pub mod idx;
+pub mod images;
 
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -83,12 +84,65 @@ impl Split {
         }
     }
 
+    /// The examples at `indices`, in that order.
+    pub fn select(&self, indices: &[i64]) -> Split {
+        let index = Tensor::from_slice(indices).to_device(self.labels.device());
+        Split {
+            images: self.images.index_select(0, &index),
+            labels: self.labels.index_select(0, &index),
+        }
+    }
+
+    /// The labels, on the host.
+    pub fn label_vec(&self) -> Vec<i64> {
+        Vec::<i64>::try_from(self.labels.to_device(Device::Cpu)).expect("labels are int64")
+    }
+
+    /// Splits off a validation set: `fraction` of each class (at least one example of every
+    /// class that has two or more), drawn from `seed`. Returns (train, validation).
+    pub fn stratified_split(&self, fraction: f64, seed: u64) -> (Split, Split) {
+        let (train, validation) = stratified_indices(&self.label_vec(), fraction, seed);
+        (self.select(&train), self.select(&validation))
+    }
+
     pub fn to_device(&self, device: Device) -> Split {
         Split {
             images: self.images.to_device(device),
             labels: self.labels.to_device(device),
         }
     }
+}
+
+/// Indices of a stratified split: for each class, `round(fraction × count)` examples (at least
+/// one when the class has two or more, never all of them) go to the validation side, chosen by a
+/// shuffle from `seed`. Both sides are returned in ascending order.
+pub fn stratified_indices(labels: &[i64], fraction: f64, seed: u64) -> (Vec<i64>, Vec<i64>) {
+    let mut by_class: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for (i, &label) in labels.iter().enumerate() {
+        by_class.entry(label).or_default().push(i as i64);
+    }
+    let (mut train, mut validation) = (Vec::new(), Vec::new());
+    for (class, members) in by_class {
+        let order = crate::rng::epoch_permutation(members.len(), seed, class as usize + 1_000_000);
+        let count = members.len();
+        let wanted = (fraction * count as f64).round() as usize;
+        let held_out = if count >= 2 {
+            wanted.clamp(1, count - 1)
+        } else {
+            0
+        };
+        for (rank, &position) in order.iter().enumerate() {
+            let index = members[position as usize];
+            if rank < held_out {
+                validation.push(index);
+            } else {
+                train.push(index);
+            }
+        }
+    }
+    train.sort_unstable();
+    validation.sort_unstable();
+    (train, validation)
 }
 
 /// The MNIST training and test splits.
@@ -129,5 +183,41 @@ impl Mnist {
             train: as_split(dataset.train_images, dataset.train_labels),
             test: as_split(dataset.test_images, dataset.test_labels),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stratified_split_holds_out_each_class_in_proportion() {
+        let labels: Vec<i64> = (0..1000).map(|i| i % 10).collect();
+        let (train, validation) = stratified_indices(&labels, 0.1, 7);
+        assert_eq!(validation.len(), 100);
+        assert_eq!(train.len(), 900);
+        for class in 0..10 {
+            let held = validation
+                .iter()
+                .filter(|&&i| labels[i as usize] == class)
+                .count();
+            assert_eq!(held, 10, "class {class}");
+        }
+        let mut all: Vec<i64> = train.iter().chain(&validation).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+        assert_eq!(
+            stratified_indices(&labels, 0.1, 7),
+            (train, validation.clone())
+        );
+        assert_ne!(stratified_indices(&labels, 0.1, 8).1, validation);
+    }
+
+    #[test]
+    fn small_classes_keep_at_least_one_example_on_each_side() {
+        let labels = [0, 0, 1, 2, 2, 2];
+        let (train, validation) = stratified_indices(&labels, 0.1, 1);
+        assert_eq!(validation.len(), 2); // one of class 0, one of class 2; class 1 has one only
+        assert_eq!(train.len(), 4);
     }
 }

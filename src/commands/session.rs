@@ -1,0 +1,362 @@
+//! What `train` and `finetune` share: the flags for data, batches, device, seed, threads,
+//! augmentation and schedule, and the run itself (data, run folder, the loop, the reports).
+
+use crate::data::images;
+use crate::data::{Mnist, Split};
+use crate::device::{device_name, DeviceChoice};
+use crate::model::Classifier;
+use crate::run::{self, DataDescription, FinalMetrics, RunConfig, RunDir, RunStatus};
+use crate::runtime;
+use crate::schedule::Schedule;
+use crate::train::{self, EpochRecord, EvalSets, Scores, TrainOptions};
+use anyhow::{ensure, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tch::Device;
+use tracing::info;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SessionArgs {
+    /// Folder holding the four MNIST idx files (see `mnist-cnn data`).
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+
+    /// Run folder for model.ot, metrics.jsonl and config.json [default: runs/<UTC timestamp>].
+    #[arg(long, value_name = "RUN_DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Replace the run already in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// Images per training step.
+    #[arg(long, default_value_t = 32, value_parser = super::at_least_one)]
+    pub batch_size: usize,
+
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+
+    /// Seed of the weight initialisation, the shuffles, the validation split and augmentation;
+    /// on the CPU the same seed (and thread count) gives bit-identical weights.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// libtorch intra-op threads (default: libtorch's choice, one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Train on the first N training images only (quick trials); the test set stays whole.
+    #[arg(long, value_parser = super::at_least_one)]
+    pub limit: Option<usize>,
+
+    /// Random affine transforms per image (rotation ±12°, shift ±2.5 px, scale 0.9–1.1,
+    /// shear ±8°), drawn from the seed.
+    #[arg(long)]
+    pub augment: bool,
+
+    /// Learning-rate schedule over the run.
+    #[arg(long, value_enum, default_value_t = Schedule::Constant)]
+    pub schedule: Schedule,
+
+    /// Label smoothing of the cross-entropy (0 = none).
+    #[arg(long, default_value_t = 0.0, value_parser = fraction_below_one)]
+    pub label_smoothing: f64,
+
+    /// Keep an exponential moving average of the weights with this decay per step (e.g. 0.999),
+    /// and evaluate and save it instead of the raw weights.
+    #[arg(long, value_name = "DECAY", value_parser = decay)]
+    pub ema: Option<f64>,
+
+    /// Print a JSON summary on stdout when done.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn fraction_below_one(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..1.0).contains(&x) => Ok(x),
+        Ok(_) => Err("must be at least 0 and below 1".to_owned()),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
+}
+
+fn decay(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x > 0.0 && x <= 1.0 => Ok(x),
+        Ok(_) => Err("must be above 0 and at most 1".to_owned()),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
+}
+
+/// clap value parser for `--val-split`.
+pub(crate) fn validation_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x > 0.0 && x < 1.0 => Ok(x),
+        Ok(_) => Err("must be above 0 and below 1".to_owned()),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
+}
+
+/// Where a run trains and what it is judged on.
+pub struct RunData {
+    pub train: Split,
+    pub validation: Option<Split>,
+    pub test: Option<Split>,
+    pub description: DataDescription,
+}
+
+impl RunData {
+    /// MNIST: the training split (after `--limit`), optionally with a stratified validation
+    /// split (fraction, seed) held out of it, and the whole test split.
+    pub fn mnist(args: &SessionArgs, validation: Option<(f64, u64)>) -> Result<Self> {
+        let mnist = Mnist::load(&args.data)?;
+        let mut train = mnist.train;
+        if let Some(limit) = args.limit {
+            ensure!(
+                limit <= train.len(),
+                "--limit {limit}: the training set has only {} images",
+                train.len()
+            );
+            train = train.first(limit);
+        }
+        let (train, held_out) = match validation {
+            Some((fraction, seed)) => {
+                let (train, held_out) = train.stratified_split(fraction, seed);
+                (train, Some(held_out))
+            }
+            None => (train, None),
+        };
+        Ok(Self::new(
+            train,
+            held_out,
+            Some(mnist.test),
+            &args.data,
+            "mnist",
+            validation,
+        ))
+    }
+
+    /// A labelled picture folder, split into training and validation (stratified).
+    pub fn images(dir: &Path, args: &SessionArgs, validation_split: f64) -> Result<Self> {
+        let folder = images::load_folder(dir)?;
+        let mut pictures = folder.split;
+        if let Some(limit) = args.limit {
+            ensure!(
+                limit <= pictures.len(),
+                "--limit {limit}: {} holds only {} usable pictures",
+                dir.display(),
+                pictures.len()
+            );
+            pictures = pictures.first(limit);
+        }
+        let (train, validation) = pictures.stratified_split(validation_split, args.seed);
+        ensure!(
+            !train.is_empty() && !validation.is_empty(),
+            "--images {}: too few pictures for a training and a validation set ({} usable)",
+            dir.display(),
+            pictures.len()
+        );
+        Ok(Self::new(
+            train,
+            Some(validation),
+            None,
+            dir,
+            "images",
+            Some((validation_split, args.seed)),
+        ))
+    }
+
+    fn new(
+        train: Split,
+        validation: Option<Split>,
+        test: Option<Split>,
+        source: &Path,
+        kind: &str,
+        split: Option<(f64, u64)>,
+    ) -> Self {
+        let description = DataDescription {
+            source: source.to_owned(),
+            kind: kind.to_owned(),
+            train_examples: train.len(),
+            validation_examples: validation.as_ref().map(Split::len),
+            validation_split: split.map(|v| v.0),
+            split_seed: split.map(|v| v.1),
+            test_examples: test.as_ref().map(Split::len),
+        };
+        Self {
+            train,
+            validation,
+            test,
+            description,
+        }
+    }
+
+    fn into_device(self, device: Device) -> Self {
+        Self {
+            train: self.train.to_device(device),
+            validation: self.validation.map(|s| s.to_device(device)),
+            test: self.test.map(|s| s.to_device(device)),
+            description: self.description,
+        }
+    }
+}
+
+/// What a run starts from.
+pub enum Start<'a> {
+    /// Fresh weights from the seed.
+    Fresh(crate::model::Architecture),
+    /// A checkpoint to fine-tune.
+    Checkpoint(&'a Path),
+}
+
+/// The `--json` summary of a finished run.
+#[derive(Debug, Serialize)]
+struct RunSummary<'a> {
+    run_dir: &'a Path,
+    model: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    before: Option<Scores>,
+    #[serde(flatten)]
+    final_metrics: &'a FinalMetrics,
+}
+
+/// Resolves the device and thread settings of a session.
+pub fn prepare(args: &SessionArgs) -> Result<Device> {
+    runtime::apply_threads(args.threads)?;
+    args.device.resolve()
+}
+
+/// Runs a training session end to end and reports it.
+pub fn execute(
+    command: &str,
+    args: &SessionArgs,
+    device: Device,
+    data: RunData,
+    start: Start,
+    options: TrainOptions,
+) -> Result<()> {
+    let data = data.into_device(device);
+    let model = match start {
+        Start::Fresh(architecture) => {
+            tch::manual_seed(args.seed as i64);
+            Classifier::new(architecture, device)
+        }
+        Start::Checkpoint(path) => {
+            Classifier::load(crate::model::Architecture::Tutorial, path, device)?
+        }
+    };
+    let parent = match start {
+        Start::Checkpoint(path) => Some(path.to_owned()),
+        Start::Fresh(_) => None,
+    };
+    let run_dir = RunDir::create(args.out.as_deref(), args.overwrite)?;
+    let sets = EvalSets {
+        validation: data.validation.as_ref(),
+        test: data.test.as_ref(),
+    };
+    let mut config = RunConfig {
+        command: command.to_owned(),
+        status: RunStatus::Running,
+        architecture: model.architecture,
+        parameters: model.parameter_count(),
+        parent: parent.clone(),
+        options: options.clone(),
+        optimizer: "adam".to_owned(),
+        loss: "cross_entropy".to_owned(),
+        device: device_name(device),
+        threads: tch::get_num_threads(),
+        data: data.description.clone(),
+        mnist_cnn_version: env!("CARGO_PKG_VERSION").to_owned(),
+        tch_version: runtime::TCH_VERSION.to_owned(),
+        libtorch_version: runtime::LIBTORCH_VERSION.to_owned(),
+        started_at: run::now_utc(),
+        finished_at: None,
+        before: None,
+        final_metrics: None,
+    };
+    let mut records: Vec<EpochRecord> = Vec::new();
+    if let Some(parent) = &parent {
+        let before = Scores::evaluate(&model, &sets)?;
+        info!(
+            "starting checkpoint {}: {}",
+            parent.display(),
+            before.describe()
+        );
+        config.before = Some(before);
+        records.push(EpochRecord {
+            epoch: 0,
+            train_loss: None,
+            scores: before,
+            seconds: 0.0,
+            images_per_second: 0.0,
+            learning_rate: 0.0,
+            learning_rate_end: 0.0,
+        });
+        run_dir.write_metrics(&records)?;
+    }
+    run_dir.write_config(&config)?;
+    info!(
+        "{command}: the {} CNN ({} parameters) on {} with {} thread(s); {} epochs, batch {}, Adam lr {} ({} schedule), augment {}, freeze {}, seed {}; {} training and {} validation examples; run folder {}",
+        config.architecture,
+        config.parameters,
+        config.device,
+        config.threads,
+        options.epochs,
+        options.batch_size,
+        options.learning_rate,
+        options.schedule,
+        options.augment,
+        options.freeze,
+        options.seed,
+        data.description.train_examples,
+        data.description.validation_examples.unwrap_or(0),
+        run_dir.path().display()
+    );
+
+    let outcome = train::fit(&model, &data.train, &sets, &options, |record, is_best| {
+        records.push(record.clone());
+        if is_best {
+            model.save(&run_dir.model_path())?;
+        }
+        run_dir.write_metrics(&records)
+    })?;
+
+    let final_metrics = FinalMetrics::from_outcome(&outcome);
+    if let Some(before) = &config.before {
+        info!(
+            "before: {}; after (epoch {}): {}",
+            before.describe(),
+            final_metrics.chosen_epoch,
+            final_metrics.scores.describe()
+        );
+    }
+    config.status = RunStatus::Completed;
+    config.finished_at = Some(run::now_utc());
+    config.final_metrics = Some(final_metrics.clone());
+    run_dir.write_config(&config)?;
+    info!("run saved in {}", run_dir.path().display());
+    if args.json {
+        return super::print_json(&RunSummary {
+            run_dir: run_dir.path(),
+            model: run_dir.model_path(),
+            before: config.before,
+            final_metrics: &final_metrics,
+        });
+    }
+    let scores = &final_metrics.scores;
+    let headline = match (scores.test_accuracy, scores.validation_accuracy) {
+        (Some(test), _) => format!("test accuracy {:.2}%", 100.0 * test),
+        (None, Some(validation)) => format!("validation accuracy {:.2}%", 100.0 * validation),
+        (None, None) => "done".to_owned(),
+    };
+    println!(
+        "{headline} ({}) from epoch {} of {}, {:.1} s of training; model: {}",
+        scores.describe(),
+        final_metrics.chosen_epoch,
+        final_metrics.epochs_completed,
+        final_metrics.train_seconds,
+        run_dir.model_path().display()
+    );
+    Ok(())
+}

@@ -1,0 +1,391 @@
+//! Pictures of digits: decoding with limits, the one MNIST-style preprocessing function, and
+//! labelled folders (`DIR/0/*`, …, `DIR/9/*`).
+//!
+//! MNIST digits are white on black, the ink scaled so the longer side of its bounding box is
+//! 20 px (aspect ratio kept, antialiased), placed in a 28×28 field with the centre of mass at the
+//! centre. [`preprocess`] turns any photo or scan of a digit into that form, and every path that
+//! reads pictures (image folders, `eval --images`, `predict`) goes through it.
+
+use super::Split;
+use anyhow::{bail, ensure, Context, Result};
+use image::imageops::{self, FilterType};
+use image::{ImageBuffer, Luma};
+use std::fs;
+use std::path::{Path, PathBuf};
+use tch::{Kind, Tensor};
+use tracing::{info, warn};
+
+/// Pictures wider or taller than this are refused before decoding (decompression bombs).
+pub const MAX_SIDE: u32 = 16_384;
+/// Memory the decoder may allocate for one picture.
+const MAX_DECODE_BYTES: u64 = 512 << 20;
+/// The longer side of the digit's bounding box in the 28×28 field, as in MNIST.
+const DIGIT_BOX: u32 = 20;
+const FIELD: usize = 28;
+/// Minimum contrast between ink and paper (on a 0–1 scale) for a picture to hold a digit.
+const MIN_CONTRAST: f32 = 0.08;
+/// After paper removal and stretching, pixels above this count as ink when cropping.
+const INK_THRESHOLD: f32 = 0.05;
+
+/// A grey picture, 0 = black, 1 = white.
+pub type Grey = ImageBuffer<Luma<f32>, Vec<f32>>;
+
+/// Decodes a PNG or JPEG file into grey levels, refusing absurd dimensions before decoding.
+/// Transparent pixels are composited onto white paper.
+pub fn decode(path: &Path) -> Result<Grey> {
+    let reader = image::ImageReader::open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    ensure!(
+        reader.format().is_some(),
+        "{} is not a PNG or JPEG picture",
+        path.display()
+    );
+    let mut reader = reader;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let picture = reader
+        .decode()
+        .with_context(|| format!("cannot decode {}", path.display()))?;
+    ensure!(
+        picture.width() > 0 && picture.height() > 0,
+        "{} is an empty ({}×{}) picture",
+        path.display(),
+        picture.width(),
+        picture.height()
+    );
+    let rgba = picture.to_rgba32f();
+    Ok(ImageBuffer::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let [r, g, b, a] = rgba.get_pixel(x, y).0;
+        let luma = 0.299 * r + 0.587 * g + 0.114 * b;
+        Luma([a * luma + (1.0 - a)])
+    }))
+}
+
+/// Reads a picture and turns it into an MNIST-style 28×28 digit (784 values in [0, 1]).
+pub fn load_picture(path: &Path) -> Result<Vec<f32>> {
+    let grey = decode(path)?;
+    preprocess(&grey).with_context(|| path.display().to_string())
+}
+
+/// The MNIST-style preprocessing: to white ink on black; remove the paper (its level and noise
+/// estimated from the border, subtracted, the ink stretched to the full range); crop to the ink;
+/// scale the longer side to 20 px keeping the aspect ratio, antialiased; place in 28×28 with the
+/// centre of mass at the centre.
+pub fn preprocess(grey: &Grey) -> Result<Vec<f32>> {
+    let (width, height) = grey.dimensions();
+    let mut pixels: Vec<f32> = grey.as_raw().clone();
+    let border = border_pixels(&pixels, width as usize, height as usize);
+    let (mut paper, noise) = median_and_noise(border);
+    if paper > 0.5 {
+        // Dark ink on light paper: invert, so ink is bright as in MNIST.
+        pixels.iter_mut().for_each(|p| *p = 1.0 - *p);
+        paper = 1.0 - paper;
+    }
+    let floor = paper + (3.0 * noise).max(0.02);
+    let peak = pixels.iter().copied().fold(0.0f32, f32::max);
+    ensure!(
+        peak - paper >= MIN_CONTRAST && peak > floor,
+        "no ink: the picture is blank or has no contrast"
+    );
+    pixels
+        .iter_mut()
+        .for_each(|p| *p = ((*p - floor) / (peak - floor)).clamp(0.0, 1.0));
+    let ink = Grey::from_raw(width, height, pixels).expect("same size");
+    let (x0, y0, x1, y1) = ink_box(&ink).context("no ink left once the paper is removed")?;
+    let cropped = imageops::crop_imm(&ink, x0, y0, x1 - x0 + 1, y1 - y0 + 1).to_image();
+    let scaled = scale_to_box(&cropped);
+    Ok(place_by_centre_of_mass(&scaled))
+}
+
+/// The pixels of a band around the edge, about 5% of the shorter side wide.
+fn border_pixels(pixels: &[f32], width: usize, height: usize) -> Vec<f32> {
+    let band = ((width.min(height) as f32 * 0.05).round() as usize).max(1);
+    let mut border = Vec::new();
+    for y in 0..height {
+        for x in 0..width {
+            if x < band || y < band || x + band >= width || y + band >= height {
+                border.push(pixels[y * width + x]);
+            }
+        }
+    }
+    border
+}
+
+/// The median, and a robust standard deviation (1.4826 × the median absolute deviation).
+fn median_and_noise(mut values: Vec<f32>) -> (f32, f32) {
+    let centre = median(&mut values);
+    let mut deviations: Vec<f32> = values.iter().map(|v| (v - centre).abs()).collect();
+    (centre, 1.4826 * median(&mut deviations))
+}
+
+fn median(values: &mut [f32]) -> f32 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mid = values.len() / 2;
+    let (_, m, _) = values.select_nth_unstable_by(mid, |a, b| a.total_cmp(b));
+    *m
+}
+
+/// The inclusive bounding box (x0, y0, x1, y1) of the ink.
+fn ink_box(ink: &Grey) -> Option<(u32, u32, u32, u32)> {
+    let mut found: Option<(u32, u32, u32, u32)> = None;
+    for (x, y, p) in ink.enumerate_pixels() {
+        if p.0[0] > INK_THRESHOLD {
+            found = Some(match found {
+                None => (x, y, x, y),
+                Some((x0, y0, x1, y1)) => (x0.min(x), y0.min(y), x1.max(x), y1.max(y)),
+            });
+        }
+    }
+    found
+}
+
+/// Scales so the longer side is 20 px, keeping the aspect ratio; the filter widens with the
+/// reduction, which antialiases.
+fn scale_to_box(ink: &Grey) -> Grey {
+    let (w, h) = ink.dimensions();
+    let longer = w.max(h) as f32;
+    let new_w = ((w as f32 * DIGIT_BOX as f32 / longer).round() as u32).clamp(1, DIGIT_BOX);
+    let new_h = ((h as f32 * DIGIT_BOX as f32 / longer).round() as u32).clamp(1, DIGIT_BOX);
+    let mut scaled = imageops::resize(ink, new_w, new_h, FilterType::Triangle);
+    scaled
+        .pixels_mut()
+        .for_each(|p| p.0[0] = p.0[0].clamp(0.0, 1.0));
+    scaled
+}
+
+/// Places the digit in a 28×28 field so that its centre of mass lands on the field's centre.
+fn place_by_centre_of_mass(digit: &Grey) -> Vec<f32> {
+    let (mut mass, mut mx, mut my) = (0.0f64, 0.0f64, 0.0f64);
+    for (x, y, p) in digit.enumerate_pixels() {
+        let v = p.0[0] as f64;
+        mass += v;
+        mx += v * x as f64;
+        my += v * y as f64;
+    }
+    let centre = (FIELD as f64 - 1.0) / 2.0;
+    let (cx, cy) = if mass > 0.0 {
+        (mx / mass, my / mass)
+    } else {
+        (digit.width() as f64 / 2.0, digit.height() as f64 / 2.0)
+    };
+    let dx = (centre - cx).round() as i64;
+    let dy = (centre - cy).round() as i64;
+    let mut field = vec![0.0f32; FIELD * FIELD];
+    for (x, y, p) in digit.enumerate_pixels() {
+        let (fx, fy) = (x as i64 + dx, y as i64 + dy);
+        if (0..FIELD as i64).contains(&fx) && (0..FIELD as i64).contains(&fy) {
+            field[fy as usize * FIELD + fx as usize] = p.0[0];
+        }
+    }
+    field
+}
+
+/// A labelled picture folder, preprocessed.
+#[derive(Debug)]
+pub struct ImageFolder {
+    pub split: Split,
+    /// The picture behind each example, in order.
+    pub paths: Vec<PathBuf>,
+    /// Pictures that could not be used, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Reads `dir/0/*`, …, `dir/9/*`. Unreadable pictures are reported by name and skipped; the
+/// count is logged at the end.
+pub fn load_folder(dir: &Path) -> Result<ImageFolder> {
+    ensure!(
+        dir.is_dir(),
+        "--images {}: no such folder (expected DIR/0/*, …, DIR/9/*)",
+        dir.display()
+    );
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    let mut paths = Vec::new();
+    let mut skipped = Vec::new();
+    let mut class_folders = 0;
+    for digit in 0..10i64 {
+        let class_dir = dir.join(digit.to_string());
+        if !class_dir.is_dir() {
+            continue;
+        }
+        class_folders += 1;
+        for path in picture_files(&class_dir)? {
+            match load_picture(&path) {
+                Ok(field) => {
+                    pixels.extend(field);
+                    labels.push(digit);
+                    paths.push(path);
+                }
+                Err(err) => {
+                    warn!("skipping {}: {err:#}", path.display());
+                    skipped.push((path, format!("{err:#}")));
+                }
+            }
+        }
+    }
+    ensure!(
+        class_folders > 0,
+        "--images {}: no class folders 0 … 9 inside",
+        dir.display()
+    );
+    if labels.is_empty() {
+        bail!(
+            "--images {}: no usable picture ({} skipped)",
+            dir.display(),
+            skipped.len()
+        );
+    }
+    let summary = format!(
+        "{}: {} pictures loaded, {} skipped",
+        dir.display(),
+        labels.len(),
+        skipped.len()
+    );
+    if skipped.is_empty() {
+        info!("{summary}");
+    } else {
+        warn!("{summary}");
+    }
+    let n = labels.len() as i64;
+    let split = Split {
+        images: Tensor::from_slice(&pixels)
+            .view([n, 1, FIELD as i64, FIELD as i64])
+            .to_kind(Kind::Float),
+        labels: Tensor::from_slice(&labels),
+    };
+    Ok(ImageFolder {
+        split,
+        paths,
+        skipped,
+    })
+}
+
+/// The visible files of a folder, sorted by name.
+fn picture_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file())
+        .filter(|path| {
+            !path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A "photo": a bar-shaped digit (ink `ink`) on paper of level `paper` with some noise,
+    /// placed off-centre in a w×h picture.
+    fn photo(w: u32, h: u32, paper: f32, ink: f32) -> Grey {
+        ImageBuffer::from_fn(w, h, |x, y| {
+            let noise = (((x * 7919 + y * 104_729) % 97) as f32 / 97.0 - 0.5) * 0.06;
+            let in_digit =
+                (w / 5..w / 5 + w / 8).contains(&x) && (h / 4..h / 4 + h / 2).contains(&y);
+            Luma([if in_digit { ink } else { paper + noise }])
+        })
+    }
+
+    fn stats(field: &[f32]) -> (f32, f64, f64, u32, u32) {
+        let max = field.iter().copied().fold(0.0, f32::max);
+        let (mut m, mut sx, mut sy) = (0.0f64, 0.0f64, 0.0f64);
+        let (mut x0, mut x1, mut y0, mut y1) = (28, 0, 28, 0);
+        for (i, &v) in field.iter().enumerate() {
+            let (x, y) = ((i % 28) as u32, (i / 28) as u32);
+            m += v as f64;
+            sx += v as f64 * x as f64;
+            sy += v as f64 * y as f64;
+            if v > 0.05 {
+                (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+            }
+        }
+        (max, sx / m, sy / m, x1 - x0 + 1, y1 - y0 + 1)
+    }
+
+    #[test]
+    fn a_dark_digit_on_grey_noisy_paper_becomes_an_mnist_digit() {
+        let field = preprocess(&photo(200, 160, 0.75, 0.1)).unwrap();
+        assert_eq!(field.len(), 784);
+        let (max, cx, cy, w, h) = stats(&field);
+        assert!((max - 1.0).abs() < 1e-6, "ink stretched to 1, got {max}");
+        assert!(
+            (cx - 13.5).abs() < 1.0 && (cy - 13.5).abs() < 1.0,
+            "centre {cx},{cy}"
+        );
+        assert!(w.max(h) >= 19 && w.max(h) <= 21, "box {w}×{h}");
+        // The paper is gone: the field's border is black.
+        let border: f32 = (0..28)
+            .map(|i| field[i] + field[27 * 28 + i] + field[i * 28])
+            .sum();
+        assert!(border < 1e-6, "paper left on the border: {border}");
+    }
+
+    #[test]
+    fn light_on_dark_and_dark_on_light_give_the_same_digit() {
+        let dark_on_light = preprocess(&photo(90, 120, 0.9, 0.05)).unwrap();
+        let light_on_dark = preprocess(&photo(90, 120, 0.1, 0.95)).unwrap();
+        let diff: f32 = dark_on_light
+            .iter()
+            .zip(&light_on_dark)
+            .map(|(a, b)| (a - b).abs())
+            .sum();
+        assert!(diff < 1.0, "total difference {diff}");
+    }
+
+    #[test]
+    fn a_blank_page_has_no_ink() {
+        let blank: Grey =
+            ImageBuffer::from_fn(50, 50, |x, y| Luma([0.8 + ((x + y) % 3) as f32 * 0.01]));
+        let err = format!("{:#}", preprocess(&blank).unwrap_err());
+        assert!(err.contains("no ink"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.png");
+        fs::write(&path, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+        let err = format!("{:#}", load_picture(&path).unwrap_err());
+        assert!(err.contains("broken.png"), "{err}");
+        let text = dir.path().join("notes.png");
+        fs::write(&text, b"hello").unwrap();
+        let err = format!("{:#}", load_picture(&text).unwrap_err());
+        assert!(err.contains("notes.png"), "{err}");
+    }
+
+    #[test]
+    fn a_folder_skips_bad_pictures_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        for digit in ["3", "7"] {
+            fs::create_dir(dir.path().join(digit)).unwrap();
+            let rgb = image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(64, 64, |x, y| {
+                image::Luma([if (20..30).contains(&x) && (10..50).contains(&y) {
+                    20
+                } else {
+                    230
+                }])
+            }))
+            .to_rgb8();
+            rgb.save(dir.path().join(digit).join("a.png")).unwrap();
+            rgb.save(dir.path().join(digit).join("b.jpg")).unwrap();
+        }
+        fs::write(dir.path().join("7").join("corrupt.png"), b"garbage").unwrap();
+        let folder = load_folder(dir.path()).unwrap();
+        assert_eq!(folder.split.len(), 4);
+        assert_eq!(folder.split.label_vec(), vec![3, 3, 7, 7]);
+        assert_eq!(folder.skipped.len(), 1);
+        assert!(folder.skipped[0].0.ends_with("7/corrupt.png"));
+    }
+}

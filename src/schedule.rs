@@ -1,0 +1,89 @@
+//! Learning-rate schedules, evaluated per training step.
+
+use serde::{Deserialize, Serialize};
+use std::f64::consts::PI;
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// The base learning rate throughout.
+    #[default]
+    Constant,
+    /// Cosine decay from the base rate to zero over the run.
+    Cosine,
+    /// Linear warm-up from base/25 to the base rate over the first 30% of the steps, then cosine
+    /// decay to base/10,000 (PyTorch's OneCycleLR defaults, with a linear warm-up).
+    Onecycle,
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Self::Constant => "constant",
+            Self::Cosine => "cosine",
+            Self::Onecycle => "onecycle",
+        };
+        f.write_str(name)
+    }
+}
+
+const ONECYCLE_WARMUP_FRACTION: f64 = 0.3;
+const ONECYCLE_START_DIVISOR: f64 = 25.0;
+const ONECYCLE_END_DIVISOR: f64 = 1e4;
+
+impl Schedule {
+    /// The learning rate for step `step` (0-based) of a run of `total_steps` steps.
+    pub fn learning_rate(self, base: f64, step: usize, total_steps: usize) -> f64 {
+        let total = total_steps.max(1) as f64;
+        let progress = (step as f64 / total).clamp(0.0, 1.0);
+        match self {
+            Self::Constant => base,
+            Self::Cosine => base * 0.5 * (1.0 + (PI * progress).cos()),
+            Self::Onecycle => {
+                let start = base / ONECYCLE_START_DIVISOR;
+                let end = base / ONECYCLE_END_DIVISOR;
+                if progress < ONECYCLE_WARMUP_FRACTION {
+                    start + (base - start) * progress / ONECYCLE_WARMUP_FRACTION
+                } else {
+                    let t =
+                        (progress - ONECYCLE_WARMUP_FRACTION) / (1.0 - ONECYCLE_WARMUP_FRACTION);
+                    end + (base - end) * 0.5 * (1.0 + (PI * t).cos())
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn constant_stays_put() {
+        assert!(close(Schedule::Constant.learning_rate(0.1, 77, 100), 0.1));
+    }
+
+    #[test]
+    fn cosine_goes_from_base_through_half_to_zero() {
+        let s = Schedule::Cosine;
+        assert!(close(s.learning_rate(1.0, 0, 100), 1.0));
+        assert!(close(s.learning_rate(1.0, 50, 100), 0.5));
+        assert!(s.learning_rate(1.0, 99, 100) < 0.001);
+        assert!(close(s.learning_rate(1.0, 100, 100), 0.0));
+    }
+
+    #[test]
+    fn onecycle_warms_up_then_decays() {
+        let s = Schedule::Onecycle;
+        assert!(close(s.learning_rate(1.0, 0, 100), 1.0 / 25.0));
+        assert!(close(s.learning_rate(1.0, 30, 100), 1.0));
+        assert!(s.learning_rate(1.0, 15, 100) < s.learning_rate(1.0, 29, 100));
+        assert!(s.learning_rate(1.0, 60, 100) < 1.0);
+        assert!(close(s.learning_rate(1.0, 100, 100), 1e-4));
+    }
+}

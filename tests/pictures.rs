@@ -1,0 +1,205 @@
+//! Fine-tuning on a folder of pictures: MNIST digits rendered the way real pictures differ from
+//! MNIST (dark ink on light, noisy paper, 64 px and larger, off-centre, some RGB, some JPEG).
+
+mod common;
+
+use common::*;
+use image::{DynamicImage, GrayImage, ImageFormat, Luma, Rgb, RgbImage};
+use serde_json::Value;
+use std::fs;
+use std::path::Path;
+
+/// Reads `count` MNIST test digits (pixels, label) from the real data.
+fn mnist_test_digits(count: usize) -> Vec<(Vec<u8>, u8)> {
+    let dir = real_mnist_dir();
+    let images = fs::read(dir.join("t10k-images-idx3-ubyte")).unwrap();
+    let labels = fs::read(dir.join("t10k-labels-idx1-ubyte")).unwrap();
+    (0..count)
+        .map(|i| {
+            (
+                images[16 + i * 784..16 + (i + 1) * 784].to_vec(),
+                labels[8 + i],
+            )
+        })
+        .collect()
+}
+
+/// Renders digit `i` as a "photo": scaled to 64–112 px, placed off-centre on a larger canvas,
+/// dark on light paper for most (light on dark for every fourth), with paper noise.
+fn render(pixels: &[u8], i: usize) -> GrayImage {
+    let side = 64 + (i * 16) % 64;
+    let canvas_w = side as u32 + 40 + (i % 3) as u32 * 20;
+    let canvas_h = side as u32 + 30 + (i % 5) as u32 * 10;
+    let (off_x, off_y) = ((i * 7) % 40, (i * 11) % 30);
+    let dark_on_light = i % 4 != 0;
+    let paper = if dark_on_light {
+        200.0 + (i % 40) as f32
+    } else {
+        25.0
+    };
+    GrayImage::from_fn(canvas_w, canvas_h, |x, y| {
+        let noise = ((x * 7919 + y * 104_729 + i as u32 * 31) % 23) as f32 - 11.0;
+        let (dx, dy) = (x as i64 - off_x as i64, y as i64 - off_y as i64);
+        let ink = if (0..side as i64).contains(&dx) && (0..side as i64).contains(&dy) {
+            // Nearest-neighbour upscaling of the 28×28 digit.
+            let (sx, sy) = (dx as usize * 28 / side, dy as usize * 28 / side);
+            pixels[sy * 28 + sx] as f32 / 255.0
+        } else {
+            0.0
+        };
+        let value = if dark_on_light {
+            paper * (1.0 - ink) + 15.0 * ink
+        } else {
+            paper * (1.0 - ink) + 235.0 * ink
+        };
+        Luma([(value + noise).clamp(0.0, 255.0) as u8])
+    })
+}
+
+fn save_picture(grey: GrayImage, i: usize, dir: &Path) {
+    let rgb = i % 3 == 0;
+    let jpeg = i % 5 == 0;
+    let path = dir.join(format!("digit-{i:04}.{}", if jpeg { "jpg" } else { "png" }));
+    let picture = if rgb {
+        // A blue-ish ink on cream paper: colour, not just grey.
+        DynamicImage::ImageRgb8(RgbImage::from_fn(grey.width(), grey.height(), |x, y| {
+            let v = grey.get_pixel(x, y).0[0];
+            Rgb([v, v.saturating_sub(10), v.saturating_add(20)])
+        }))
+    } else {
+        DynamicImage::ImageLuma8(grey)
+    };
+    let format = if jpeg {
+        ImageFormat::Jpeg
+    } else {
+        ImageFormat::Png
+    };
+    picture.save_with_format(path, format).unwrap();
+}
+
+/// Writes the folder DIR/<digit>/digit-NNNN.{png,jpg}.
+fn render_folder(dir: &Path, digits: &[(Vec<u8>, u8)]) {
+    for (i, (pixels, label)) in digits.iter().enumerate() {
+        let class_dir = dir.join(label.to_string());
+        fs::create_dir_all(&class_dir).unwrap();
+        save_picture(render(pixels, i), i, &class_dir);
+    }
+}
+
+fn json(output: &std::process::Output) -> Value {
+    serde_json::from_str(stdout(output).trim()).unwrap()
+}
+
+#[test]
+fn finetuning_on_rendered_pictures_beats_the_starting_model_and_skips_a_corrupt_one() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = real_mnist_dir();
+    let data = data.to_str().unwrap();
+    // A weak starting model: one epoch on 1,000 MNIST images.
+    let start = scratch.path().join("start");
+    let train = mnist_cnn(&[
+        "train",
+        "--data",
+        data,
+        "--out",
+        start.to_str().unwrap(),
+        "--limit",
+        "1000",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--seed",
+        "3",
+    ]);
+    assert_success(&train);
+
+    let folder = scratch.path().join("pictures");
+    render_folder(&folder, &mnist_test_digits(600));
+    fs::write(
+        folder.join("7").join("corrupt.png"),
+        b"\x89PNG\r\n\x1a\ntruncated",
+    )
+    .unwrap();
+
+    let out = scratch.path().join("tuned");
+    let finetune = mnist_cnn(&[
+        "finetune",
+        "--from",
+        start.join("model.ot").to_str().unwrap(),
+        "--images",
+        folder.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "6",
+        "--lr",
+        "1e-3",
+        "--val-split",
+        "0.25",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--seed",
+        "1",
+        "--json",
+    ]);
+    assert_success(&finetune);
+    let err = stderr(&finetune);
+    assert!(
+        err.contains("corrupt.png"),
+        "the corrupt picture is not named:\n{err}"
+    );
+    assert!(err.contains("600 pictures loaded, 1 skipped"), "{err}");
+    let summary = json(&finetune);
+    let before = summary["before"]["validation_accuracy"].as_f64().unwrap();
+    let after = summary["validation_accuracy"].as_f64().unwrap();
+    eprintln!("validation accuracy on the pictures: {before} before, {after} after");
+    assert!(
+        after > before,
+        "validation accuracy went from {before} to {after}"
+    );
+
+    let config: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["command"], "finetune");
+    assert!(config["parent"]
+        .as_str()
+        .unwrap()
+        .ends_with("start/model.ot"));
+    assert_eq!(config["data"]["kind"], "images");
+    assert_eq!(config["data"]["validation_examples"], 150);
+    assert_eq!(
+        config["before"]["validation_accuracy"].as_f64().unwrap(),
+        before
+    );
+    let metrics = fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first["epoch"], 0,
+        "metrics.jsonl starts with the starting checkpoint"
+    );
+    assert_eq!(first["validation_accuracy"].as_f64().unwrap(), before);
+
+    // eval --images: the same metrics and JSON as on MNIST, over every usable picture.
+    let eval = mnist_cnn(&[
+        "eval",
+        "--model",
+        out.join("model.ot").to_str().unwrap(),
+        "--images",
+        folder.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_success(&eval);
+    let report = json(&eval);
+    let total: u64 = report["confusion_matrix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|c| c.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 600);
+    assert!(report["accuracy"].as_f64().unwrap() > 0.5);
+}
