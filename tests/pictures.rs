@@ -31,7 +31,7 @@ fn render(pixels: &[u8], i: usize) -> GrayImage {
     let canvas_w = side as u32 + 40 + (i % 3) as u32 * 20;
     let canvas_h = side as u32 + 30 + (i % 5) as u32 * 10;
     let (off_x, off_y) = ((i * 7) % 40, (i * 11) % 30);
-    let dark_on_light = i % 4 != 0;
+    let dark_on_light = !i.is_multiple_of(4);
     let paper = if dark_on_light {
         200.0 + (i % 40) as f32
     } else {
@@ -57,8 +57,8 @@ fn render(pixels: &[u8], i: usize) -> GrayImage {
 }
 
 fn save_picture(grey: GrayImage, i: usize, dir: &Path) {
-    let rgb = i % 3 == 0;
-    let jpeg = i % 5 == 0;
+    let rgb = i.is_multiple_of(3);
+    let jpeg = i.is_multiple_of(5);
     let path = dir.join(format!("digit-{i:04}.{}", if jpeg { "jpg" } else { "png" }));
     let picture = if rgb {
         // A blue-ish ink on cream paper: colour, not just grey.
