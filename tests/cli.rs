@@ -4,14 +4,8 @@ mod common;
 
 use common::*;
 use mnist_cnn::data::idx::build;
-use serde_json::Value;
 use std::fs;
 use std::path::Path;
-
-fn json(output: &std::process::Output) -> Value {
-    serde_json::from_str(stdout(output).trim())
-        .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}):\n{}", stdout(output)))
-}
 
 /// Trains on a small generated dataset: one epoch, batch 16, CPU, one thread, unless `extra`
 /// sets those flags itself.
@@ -50,7 +44,7 @@ fn help_lists_every_subcommand() {
 fn info_reports_versions_cuda_and_threads() {
     let output = mnist_cnn(&["info", "--json"]);
     assert_success(&output);
-    let info = json(&output);
+    let info = stdout_json(&output);
     assert_eq!(info["tch_version"], "0.24.0");
     assert!(info["libtorch_version"]
         .as_str()
@@ -129,18 +123,14 @@ fn train_writes_a_complete_run_folder_and_eval_reads_it() {
     let out = runs.path().join("run");
     let output = train_small(data.path(), &out, &["--epochs", "2", "--json"]);
     assert_success(&output);
-    let summary = json(&output);
+    let summary = stdout_json(&output);
     assert_eq!(summary["epochs_completed"], 2);
     assert_eq!(
         file_names(&out),
         ["config.json", "metrics.jsonl", "model.ot"]
     );
 
-    let metrics = fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-    let lines: Vec<Value> = metrics
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = read_json_lines(&out.join("metrics.jsonl"));
     assert_eq!(lines.len(), 2);
     for (i, line) in lines.iter().enumerate() {
         assert_eq!(line["epoch"], i + 1);
@@ -154,8 +144,7 @@ fn train_writes_a_complete_run_folder_and_eval_reads_it() {
             assert!(line[key].is_number(), "{key} missing in {line}");
         }
     }
-    let config: Value =
-        serde_json::from_str(&fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config = read_json(&out.join("config.json"));
     assert_eq!(config["status"], "completed");
     assert_eq!(config["architecture"], "tutorial");
     assert_eq!(config["epochs"], 2);
@@ -182,16 +171,11 @@ fn train_writes_a_complete_run_folder_and_eval_reads_it() {
         "--json",
     ]);
     assert_success(&eval);
-    let report = json(&eval);
+    let report = stdout_json(&eval);
     assert_eq!(report["accuracy"], lines[1]["test_accuracy"]);
-    let confusion = report["confusion_matrix"].as_array().unwrap();
+    let confusion = confusion_rows(&report);
     assert_eq!(confusion.len(), 10);
-    let total: u64 = confusion
-        .iter()
-        .flat_map(|row| row.as_array().unwrap())
-        .map(|c| c.as_u64().unwrap())
-        .sum();
-    assert_eq!(total, 40);
+    assert_eq!(confusion.iter().flatten().sum::<u64>(), 40);
     assert_eq!(report["per_class"].as_array().unwrap().len(), 10);
     assert_eq!(report["per_class"][3]["support"], 4);
     for key in ["precision", "recall", "f1"] {
@@ -577,8 +561,7 @@ fn finetune_with_frozen_convolutions_keeps_them_bit_identical_and_records_before
         "fc did not train"
     );
 
-    let config: Value =
-        serde_json::from_str(&fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config = read_json(&out.join("config.json"));
     assert_eq!(config["command"], "finetune");
     assert!(config["parent"]
         .as_str()
@@ -596,11 +579,7 @@ fn finetune_with_frozen_convolutions_keeps_them_bit_identical_and_records_before
             "final_metrics.{key}"
         );
     }
-    let metrics = fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-    let lines: Vec<Value> = metrics
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = read_json_lines(&out.join("metrics.jsonl"));
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0]["epoch"], 0);
     assert_eq!(lines[0]["test_accuracy"], config["before"]["test_accuracy"]);
@@ -608,7 +587,7 @@ fn finetune_with_frozen_convolutions_keeps_them_bit_identical_and_records_before
         lines[1]["learning_rate"].as_f64().unwrap()
             < lines[1]["learning_rate_end"].as_f64().unwrap()
     );
-    let summary = json(&output);
+    let summary = stdout_json(&output);
     assert_eq!(summary["before"], config["before"]);
 }
 

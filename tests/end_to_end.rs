@@ -9,7 +9,6 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
 
 /// Images per digit in the MNIST test set.
 const TEST_SUPPORT: [u64; 10] = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009];
@@ -38,7 +37,7 @@ fn one_epoch_at_batch_128_reaches_97_5_percent_and_eval_agrees() {
         "--json",
     ]);
     assert_success(&train);
-    let summary: Value = serde_json::from_str(stdout(&train).trim()).unwrap();
+    let summary = stdout_json(&train);
     let accuracy = summary["test_accuracy"].as_f64().unwrap();
     assert!(accuracy >= 0.975, "one epoch reached only {accuracy}");
 
@@ -51,25 +50,11 @@ fn one_epoch_at_batch_128_reaches_97_5_percent_and_eval_agrees() {
         "--json",
     ]);
     assert_success(&eval);
-    let report: Value = serde_json::from_str(stdout(&eval).trim()).unwrap();
+    let report = stdout_json(&eval);
     assert_eq!(report["accuracy"].as_f64().unwrap(), accuracy);
-    let rows = report["confusion_matrix"].as_array().unwrap();
-    let total: u64 = rows
-        .iter()
-        .flat_map(|r| r.as_array().unwrap())
-        .map(|c| c.as_u64().unwrap())
-        .sum();
-    assert_eq!(total, 10_000);
-    let row_sums: Vec<u64> = rows
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c.as_u64().unwrap())
-                .sum()
-        })
-        .collect();
+    let rows = confusion_rows(&report);
+    assert_eq!(rows.iter().flatten().sum::<u64>(), 10_000);
+    let row_sums: Vec<u64> = rows.iter().map(|r| r.iter().sum()).collect();
     assert_eq!(row_sums, TEST_SUPPORT, "rows are not the true labels");
     let supports: Vec<u64> = report["per_class"]
         .as_array()
@@ -78,7 +63,7 @@ fn one_epoch_at_batch_128_reaches_97_5_percent_and_eval_agrees() {
         .map(|c| c["support"].as_u64().unwrap())
         .collect();
     assert_eq!(supports, TEST_SUPPORT);
-    let diagonal: u64 = (0..10).map(|i| rows[i][i].as_u64().unwrap()).sum();
+    let diagonal: u64 = (0..10).map(|i| rows[i][i]).sum();
     assert_eq!(diagonal as f64 / 10_000.0, accuracy);
     let macro_recall = report["macro"]["recall"].as_f64().unwrap();
     assert!(macro_recall > 0.97, "macro recall {macro_recall}");

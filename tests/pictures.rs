@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use image::{DynamicImage, GrayImage, ImageFormat, Luma, Rgb, RgbImage};
-use serde_json::Value;
 use std::fs;
 use std::path::Path;
 
@@ -86,10 +85,6 @@ fn render_folder(dir: &Path, digits: &[(Vec<u8>, u8)]) {
     }
 }
 
-fn json(output: &std::process::Output) -> Value {
-    serde_json::from_str(stdout(output).trim()).unwrap()
-}
-
 #[test]
 fn finetuning_on_rendered_pictures_beats_the_starting_model_and_skips_a_corrupt_one() {
     let scratch = tempfile::tempdir().unwrap();
@@ -152,7 +147,7 @@ fn finetuning_on_rendered_pictures_beats_the_starting_model_and_skips_a_corrupt_
         "the corrupt picture is not named:\n{err}"
     );
     assert!(err.contains("600 pictures loaded, 1 skipped"), "{err}");
-    let summary = json(&finetune);
+    let summary = stdout_json(&finetune);
     let before = summary["before"]["validation_accuracy"].as_f64().unwrap();
     let after = summary["validation_accuracy"].as_f64().unwrap();
     eprintln!("validation accuracy on the pictures: {before} before, {after} after");
@@ -161,8 +156,7 @@ fn finetuning_on_rendered_pictures_beats_the_starting_model_and_skips_a_corrupt_
         "validation accuracy went from {before} to {after}"
     );
 
-    let config: Value =
-        serde_json::from_str(&fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config = read_json(&out.join("config.json"));
     assert_eq!(config["command"], "finetune");
     assert!(config["parent"]
         .as_str()
@@ -174,8 +168,7 @@ fn finetuning_on_rendered_pictures_beats_the_starting_model_and_skips_a_corrupt_
         config["before"]["validation_accuracy"].as_f64().unwrap(),
         before
     );
-    let metrics = fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-    let first: Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    let first = &read_json_lines(&out.join("metrics.jsonl"))[0];
     assert_eq!(
         first["epoch"], 0,
         "metrics.jsonl starts with the starting checkpoint"
@@ -192,14 +185,7 @@ fn finetuning_on_rendered_pictures_beats_the_starting_model_and_skips_a_corrupt_
         "--json",
     ]);
     assert_success(&eval);
-    let report = json(&eval);
-    let total: u64 = report["confusion_matrix"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r.as_array().unwrap())
-        .map(|c| c.as_u64().unwrap())
-        .sum();
-    assert_eq!(total, 600);
+    let report = stdout_json(&eval);
+    assert_eq!(confusion_rows(&report).iter().flatten().sum::<u64>(), 600);
     assert!(report["accuracy"].as_f64().unwrap() > 0.5);
 }

@@ -66,17 +66,10 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         None => RunData::mnist(session, Some(mnist_validation(args)))?,
     };
     let options = TrainOptions {
-        epochs: args.epochs,
-        batch_size: session.batch_size,
-        learning_rate: args.lr,
-        seed: session.seed,
-        schedule: session.schedule,
-        augment: session.augment,
-        label_smoothing: session.label_smoothing,
         freeze: args.freeze,
         choose_by_validation: true,
         patience: args.patience,
-        weight_averaging: session.ema,
+        ..session.train_options(args.epochs, args.lr)
     };
     session::execute(
         "finetune",

@@ -73,6 +73,23 @@ pub struct SessionArgs {
     pub json: bool,
 }
 
+impl SessionArgs {
+    /// The training options these flags set, for a run of `epochs` epochs at `learning_rate`.
+    pub fn train_options(&self, epochs: usize, learning_rate: f64) -> TrainOptions {
+        TrainOptions {
+            epochs,
+            batch_size: self.batch_size,
+            learning_rate,
+            seed: self.seed,
+            schedule: self.schedule,
+            augment: self.augment,
+            label_smoothing: self.label_smoothing,
+            weight_averaging: self.ema,
+            ..TrainOptions::default()
+        }
+    }
+}
+
 fn fraction_below_one(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(x) if (0.0..1.0).contains(&x) => Ok(x),

@@ -2,7 +2,6 @@
 
 use super::session::{self, RunData, SessionArgs, Start};
 use crate::model::Architecture;
-use crate::train::{Freeze, TrainOptions};
 use anyhow::Result;
 
 #[derive(Debug, clap::Args)]
@@ -30,19 +29,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let session = &args.session;
     let device = session::prepare(session)?;
     let data = RunData::mnist(session, args.val_split.map(|f| (f, session.seed)))?;
-    let options = TrainOptions {
-        epochs: args.epochs,
-        batch_size: session.batch_size,
-        learning_rate: args.lr,
-        seed: session.seed,
-        schedule: session.schedule,
-        augment: session.augment,
-        label_smoothing: session.label_smoothing,
-        freeze: Freeze::None,
-        choose_by_validation: false,
-        patience: None,
-        weight_averaging: session.ema,
-    };
+    // The tutorial's recipe delivers the last epoch; a validation split is only scored.
+    let options = session.train_options(args.epochs, args.lr);
     session::execute(
         "train",
         session,

@@ -96,6 +96,42 @@ pub fn write_small_mnist(dir: &Path, train: usize, test: usize) {
     }
 }
 
+/// Parses stdout as one JSON value.
+pub fn stdout_json(output: &Output) -> serde_json::Value {
+    serde_json::from_str(stdout(output).trim())
+        .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}):\n{}", stdout(output)))
+}
+
+/// Parses a JSON file (config.json).
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Parses each line of a JSON-lines file (metrics.jsonl).
+pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// The rows of an eval report's confusion matrix, as numbers.
+pub fn confusion_rows(report: &serde_json::Value) -> Vec<Vec<u64>> {
+    report["confusion_matrix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_u64().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
 /// Files in `dir` (names), sorted.
 pub fn file_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
