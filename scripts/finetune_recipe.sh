@@ -2,7 +2,7 @@
 # The documented fine-tuning recipe, for one seed:
 #   1. the tutorial recipe (10 epochs, batch 32, Adam 1e-3) with 10% of the training images held
 #      out, so that fine-tuning can be judged on images the model has never seen;
-#   2. fine-tuning from it: augmentation, Adam 1e-3 with cosine decay, batch 128, 12 epochs, an
+#   2. fine-tuning from it: augmentation, Adam 1e-3 with cosine decay, batch 128, 20 epochs, an
 #      exponential moving average of the weights; the epoch with the best validation accuracy is
 #      kept. The test set is only reported.
 # Usage: scripts/finetune_recipe.sh SEED [RUNS_DIR]   (set-up as in train.sh: libtorch, build, data)
@@ -20,5 +20,5 @@ if [ ! -f "$parent/config.json" ] || ! grep -q '"status": "completed"' "$parent/
 fi
 log "finetune: seed $seed -> $runs/recipe-finetune-seed$seed"
 "$MNIST_CNN_BIN" finetune --data "$MNIST_CNN_DATA" --from "$parent/model.ot" \
-  --augment --schedule cosine --lr 1e-3 --epochs 12 --batch-size 128 --ema 0.999 \
+  --augment --schedule cosine --lr 1e-3 --epochs 20 --batch-size 128 --ema 0.999 \
   --seed "$seed" --out "$runs/recipe-finetune-seed$seed" --overwrite
