@@ -445,20 +445,7 @@ fn broken_checkpoints_fail_eval_naming_the_file() {
         .unwrap();
     let good_bytes = fs::read(&good).unwrap();
     let wrong_shape = scratch.path().join("wrong-shape.ot");
-    let t = |shape: &[i64]| tch::Tensor::zeros(shape, (tch::Kind::Float, tch::Device::Cpu));
-    let named = [
-        ("conv1.weight", t(&[32, 1, 3, 3])),
-        ("conv1.bias", t(&[32])),
-        ("conv2.weight", t(&[64, 16, 3, 3])),
-        ("conv2.bias", t(&[64])),
-        ("fc.weight", t(&[10, 1600])),
-        ("fc.bias", t(&[10])),
-    ];
-    tch::Tensor::save_multi(
-        &named.iter().map(|(n, t)| (*n, t)).collect::<Vec<_>>(),
-        &wrong_shape,
-    )
-    .unwrap();
+    write_zero_checkpoint(&wrong_shape, ("conv2.weight", &[64, 16, 3, 3]));
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty.ot", vec![], "empty"),
         (
@@ -511,6 +498,35 @@ fn broken_checkpoints_fail_eval_naming_the_file() {
         data.to_str().unwrap(),
     ]);
     assert_clean_failure(&output, &["/nonexistent/model.ot"]);
+}
+
+/// Writes a checkpoint with the tutorial model's names and shapes, all zeros, except that
+/// `changed` gets another shape. The format follows the extension.
+fn write_zero_checkpoint(path: &Path, changed: (&str, &[i64])) {
+    let shapes: [(&str, &[i64]); 6] = [
+        ("conv1.weight", &[32, 1, 3, 3]),
+        ("conv1.bias", &[32]),
+        ("conv2.weight", &[64, 32, 3, 3]),
+        ("conv2.bias", &[64]),
+        ("fc.weight", &[10, 1600]),
+        ("fc.bias", &[10]),
+    ];
+    let tensors: Vec<(&str, tch::Tensor)> = shapes
+        .iter()
+        .map(|&(name, shape)| {
+            let shape = if name == changed.0 { changed.1 } else { shape };
+            (
+                name,
+                tch::Tensor::zeros(shape, (tch::Kind::Float, tch::Device::Cpu)),
+            )
+        })
+        .collect();
+    let named: Vec<(&str, &tch::Tensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+    if path.extension().is_some_and(|e| e == "safetensors") {
+        tch::Tensor::write_safetensors(&named, path).unwrap();
+    } else {
+        tch::Tensor::save_multi(&named, path).unwrap();
+    }
 }
 
 fn weights(path: &Path) -> std::collections::BTreeMap<String, tch::Tensor> {
@@ -601,20 +617,7 @@ fn finetune_refuses_bad_starting_points_and_flags() {
         .save(&good)
         .unwrap();
     let small = scratch.path().join("small.safetensors");
-    let t = |shape: &[i64]| tch::Tensor::zeros(shape, (tch::Kind::Float, tch::Device::Cpu));
-    let named = [
-        ("conv1.weight", t(&[32, 1, 3, 3])),
-        ("conv1.bias", t(&[32])),
-        ("conv2.weight", t(&[64, 32, 3, 3])),
-        ("conv2.bias", t(&[64])),
-        ("fc.weight", t(&[10, 800])),
-        ("fc.bias", t(&[10])),
-    ];
-    tch::Tensor::write_safetensors(
-        &named.iter().map(|(n, t)| (*n, t)).collect::<Vec<_>>(),
-        &small,
-    )
-    .unwrap();
+    write_zero_checkpoint(&small, ("fc.weight", &[10, 800]));
     let out = scratch.path().join("out");
     let run = |from: &Path, extra: &[&str]| {
         let mut args = vec![
