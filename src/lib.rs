@@ -7,6 +7,7 @@
 //! - [`model`]: the tutorial CNN on `nn::seq()`, with PyTorch parameter names, and checkpoints;
 //! - [`train`]: the training loop (Adam, per-epoch reshuffle from the seed, evaluation each epoch);
 //! - [`metrics`]: loss, accuracy, confusion matrix, per-class precision/recall/F1;
+//! - [`predict`]: pictures in, digits out;
 //! - [`run`]: the run folder (`config.json`, `metrics.jsonl`, `model.ot`);
 //! - [`commands`]: one function per subcommand, called by the thin `main.rs`.
 //!
@@ -20,6 +21,7 @@ pub mod device;
 pub mod fsutil;
 pub mod metrics;
 pub mod model;
+pub mod predict;
 pub mod progress;
 pub mod rng;
 pub mod run;

@@ -1,7 +1,7 @@
 //! The `mnist-cnn` command line: parsing and dispatch only; the work is in the library.
 
 use clap::{Parser, Subcommand};
-use mnist_cnn::commands::{data, eval, finetune, info, train};
+use mnist_cnn::commands::{data, eval, finetune, info, predict, train};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -32,6 +32,8 @@ enum Command {
     /// Evaluate a checkpoint on the MNIST test set (or a picture folder): accuracy, loss, per-class
     /// precision/recall/F1, confusion matrix.
     Eval(eval::EvalArgs),
+    /// Predict the digit in each picture (PNG or JPEG), with its probability and the runners-up.
+    Predict(predict::PredictArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args),
         Command::Finetune(args) => finetune::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Predict(args) => predict::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

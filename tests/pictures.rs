@@ -189,3 +189,97 @@ fn finetuning_on_rendered_pictures_beats_the_starting_model_and_skips_a_corrupt_
     assert_eq!(confusion_rows(&report).iter().flatten().sum::<u64>(), 600);
     assert!(report["accuracy"].as_f64().unwrap() > 0.5);
 }
+
+#[test]
+fn predict_answers_each_picture_and_names_the_ones_it_cannot_read() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = real_mnist_dir();
+    let run = scratch.path().join("model");
+    assert_success(&mnist_cnn(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--limit",
+        "3000",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--seed",
+        "5",
+    ]));
+    let model = run.join("model.ot");
+    let model = model.to_str().unwrap();
+
+    // 40 MNIST test digits as pictures: plain 28×28 PNGs, and every other one as a "photo".
+    let digits = mnist_test_digits(40);
+    let mut paths = Vec::new();
+    for (i, (pixels, label)) in digits.iter().enumerate() {
+        let path = scratch.path().join(format!("{i:02}-{label}.png"));
+        let picture = if i % 2 == 0 {
+            GrayImage::from_raw(28, 28, pixels.clone()).unwrap()
+        } else {
+            render(pixels, i)
+        };
+        picture.save(&path).unwrap();
+        paths.push(path.to_str().unwrap().to_owned());
+    }
+    let corrupt = scratch.path().join("corrupt.png");
+    fs::write(&corrupt, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let blank = scratch.path().join("blank.png");
+    GrayImage::from_pixel(60, 60, Luma([200]))
+        .save(&blank)
+        .unwrap();
+    let seen = scratch.path().join("seen.png");
+
+    let mut args = vec![
+        "predict",
+        "--model",
+        model,
+        "--json",
+        "--top-k",
+        "3",
+        "--show-input",
+        seen.to_str().unwrap(),
+    ];
+    args.extend(paths.iter().map(String::as_str));
+    args.extend([corrupt.to_str().unwrap(), blank.to_str().unwrap()]);
+    let output = mnist_cnn(&args);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a failed picture makes the exit status 1"
+    );
+    let answers = stdout_json(&output);
+    let answers = answers.as_array().unwrap();
+    assert_eq!(answers.len(), 42);
+    let mut correct = 0;
+    for (answer, (_, label)) in answers.iter().zip(&digits) {
+        let top_k = answer["top_k"].as_array().unwrap();
+        assert_eq!(top_k.len(), 3);
+        assert_eq!(top_k[0]["digit"], answer["digit"]);
+        let p = answer["probability"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p) && p >= top_k[1]["probability"].as_f64().unwrap());
+        correct += usize::from(answer["digit"].as_u64().unwrap() == u64::from(*label));
+    }
+    eprintln!("{correct} of 40 pictures predicted right");
+    assert!(
+        correct >= 32,
+        "only {correct} of 40 pictures predicted right"
+    );
+    assert!(answers[40]["error"]
+        .as_str()
+        .unwrap()
+        .contains("corrupt.png"));
+    assert!(answers[41]["error"].as_str().unwrap().contains("no ink"));
+    assert!(stderr(&output).contains("2 of 42 pictures could not be read"));
+    assert!(!stderr(&output).contains("panicked"));
+    let shown = image::open(&seen).unwrap();
+    assert_eq!((shown.width(), shown.height()), (280, 280));
+
+    let text = mnist_cnn(&["predict", "--model", model, &paths[0]]);
+    assert_success(&text);
+    assert!(stdout(&text).contains("top 3:"), "{}", stdout(&text));
+}

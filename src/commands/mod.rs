@@ -5,6 +5,7 @@ pub mod data;
 pub mod eval;
 pub mod finetune;
 pub mod info;
+pub mod predict;
 pub mod session;
 pub mod train;
 

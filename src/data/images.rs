@@ -48,9 +48,10 @@ pub fn decode(path: &Path) -> Result<Grey> {
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
+    // The decoder's error repeats its cause in its source chain: show it once.
     let picture = reader
         .decode()
-        .with_context(|| format!("cannot decode {}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("cannot decode {}: {e}", path.display()))?;
     ensure!(
         picture.width() > 0 && picture.height() > 0,
         "{} is an empty ({}×{}) picture",
