@@ -8,6 +8,7 @@
 //! - [`train`]: the training loop (Adam, per-epoch reshuffle from the seed, evaluation each epoch);
 //! - [`metrics`]: loss, accuracy, confusion matrix, per-class precision/recall/F1;
 //! - [`predict`]: pictures in, digits out;
+//! - [`export`]: safetensors, TorchScript and npz for use outside this tool;
 //! - [`run`]: the run folder (`config.json`, `metrics.jsonl`, `model.ot`);
 //! - [`commands`]: one function per subcommand, called by the thin `main.rs`.
 //!
@@ -18,6 +19,7 @@ pub mod augment;
 pub mod commands;
 pub mod data;
 pub mod device;
+pub mod export;
 pub mod fsutil;
 pub mod metrics;
 pub mod model;

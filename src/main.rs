@@ -1,7 +1,7 @@
 //! The `mnist-cnn` command line: parsing and dispatch only; the work is in the library.
 
 use clap::{Parser, Subcommand};
-use mnist_cnn::commands::{data, eval, finetune, info, predict, train};
+use mnist_cnn::commands::{data, eval, export, finetune, info, predict, train};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -34,6 +34,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Predict the digit in each picture (PNG or JPEG), with its probability and the runners-up.
     Predict(predict::PredictArgs),
+    /// Export a checkpoint as safetensors or npz (PyTorch state-dict names) or TorchScript.
+    Export(export::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Finetune(args) => finetune::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

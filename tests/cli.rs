@@ -660,3 +660,69 @@ fn finetune_refuses_bad_starting_points_and_flags() {
         assert!(!out.exists(), "{flags:?} left a run folder");
     }
 }
+
+#[test]
+fn export_writes_each_format_and_names_a_bad_destination() {
+    let scratch = tempfile::tempdir().unwrap();
+    let model = scratch.path().join("model.ot");
+    mnist_cnn::model::Classifier::new(mnist_cnn::model::Architecture::Tutorial, tch::Device::Cpu)
+        .save(&model)
+        .unwrap();
+    let expected = weights(&model);
+    for (format, file) in [
+        ("safetensors", "m.safetensors"),
+        ("npz", "m.npz"),
+        ("torchscript", "m.pt"),
+    ] {
+        let out = scratch.path().join(file);
+        let output = mnist_cnn(&[
+            "export",
+            "--model",
+            model.to_str().unwrap(),
+            "--format",
+            format,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_success(&output);
+        assert!(out.is_file(), "{format}");
+    }
+    let exported: std::collections::BTreeMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(scratch.path().join("m.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    for (name, tensor) in &expected {
+        assert!(tensor.equal(&exported[name]), "{name}");
+    }
+    let traced = tch::CModule::load(scratch.path().join("m.pt")).unwrap();
+    let logits = traced
+        .forward_ts(&[tch::Tensor::zeros(
+            [2, 1, 28, 28],
+            (tch::Kind::Float, tch::Device::Cpu),
+        )])
+        .unwrap();
+    assert_eq!(logits.size(), [2, 10]);
+
+    let bad = scratch.path().join("no-such-folder").join("m.npz");
+    let output = mnist_cnn(&[
+        "export",
+        "--model",
+        model.to_str().unwrap(),
+        "--format",
+        "npz",
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&output, &["no-such-folder"]);
+    let output = mnist_cnn(&[
+        "export",
+        "--model",
+        model.to_str().unwrap(),
+        "--format",
+        "onnx",
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&output, &["--format"]);
+}
