@@ -12,8 +12,9 @@ TORCH_VERSION=2.11.0
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MNIST_CNN_CACHE=${MNIST_CNN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mnist-cnn}
 TORCH_VENV=$MNIST_CNN_CACHE/venv-torch-$TORCH_VERSION
-# What the venv holds: libtorch for the build, numpy so that torch does not warn without it.
-VENV_REQUIREMENTS="torch==$TORCH_VERSION numpy"
+# What the venv holds: libtorch for the build, numpy (torch warns without it), safetensors for
+# scripts/pytorch_interop.py.
+VENV_REQUIREMENTS="torch==$TORCH_VERSION numpy safetensors"
 MNIST_CNN_DATA=${MNIST_CNN_DATA:-$REPO_ROOT/data/mnist}
 MNIST_CNN_BIN=$REPO_ROOT/target/release/mnist-cnn
 export MNIST_CNN_DATA
