@@ -18,25 +18,18 @@ fn one_epoch_at_batch_128_reaches_97_5_percent_and_eval_agrees() {
     let data = real_mnist_dir();
     let runs = tempfile::tempdir().unwrap();
     let out = runs.path().join("run");
-    let train = mnist_cnn(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--batch-size",
-        "128",
-        "--device",
-        "cpu",
-        "--seed",
-        "2",
-        "--threads",
-        "2",
-        "--json",
-    ]);
-    assert_success(&train);
+    let train = train_on_real_mnist(
+        &out,
+        &[
+            "--batch-size",
+            "128",
+            "--seed",
+            "2",
+            "--threads",
+            "2",
+            "--json",
+        ],
+    );
     let summary = stdout_json(&train);
     let accuracy = summary["test_accuracy"].as_f64().unwrap();
     assert!(accuracy >= 0.975, "one epoch reached only {accuracy}");

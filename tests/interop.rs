@@ -49,19 +49,7 @@ fn eval_accuracy(model: &Path, data: &Path) -> f64 {
 /// A model trained briefly by the tool, its first test images, and its logits on them.
 fn trained_model(dir: &Path, data: &Path) -> (std::path::PathBuf, Vec<Vec<f64>>) {
     let run = dir.join("run");
-    assert_success(&mnist_cnn(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--limit",
-        "2000",
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-    ]));
+    train_on_real_mnist(&run, &["--limit", "2000"]);
     let model_path = run.join("model.ot");
     let model = Classifier::load(Architecture::Tutorial, &model_path, Device::Cpu).unwrap();
     let mnist = mnist_cnn::data::Mnist::load(data).unwrap();

@@ -88,26 +88,9 @@ fn render_folder(dir: &Path, digits: &[(Vec<u8>, u8)]) {
 #[test]
 fn finetuning_on_rendered_pictures_beats_the_starting_model_and_skips_a_corrupt_one() {
     let scratch = tempfile::tempdir().unwrap();
-    let data = real_mnist_dir();
-    let data = data.to_str().unwrap();
     // A weak starting model: one epoch on 1,000 MNIST images.
     let start = scratch.path().join("start");
-    let train = mnist_cnn(&[
-        "train",
-        "--data",
-        data,
-        "--out",
-        start.to_str().unwrap(),
-        "--limit",
-        "1000",
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-        "--seed",
-        "3",
-    ]);
-    assert_success(&train);
+    train_on_real_mnist(&start, &["--limit", "1000", "--seed", "3"]);
 
     let folder = scratch.path().join("pictures");
     render_folder(&folder, &mnist_test_digits(600));
@@ -193,23 +176,8 @@ fn finetuning_on_rendered_pictures_beats_the_starting_model_and_skips_a_corrupt_
 #[test]
 fn predict_answers_each_picture_and_names_the_ones_it_cannot_read() {
     let scratch = tempfile::tempdir().unwrap();
-    let data = real_mnist_dir();
     let run = scratch.path().join("model");
-    assert_success(&mnist_cnn(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--limit",
-        "3000",
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-        "--seed",
-        "5",
-    ]));
+    train_on_real_mnist(&run, &["--limit", "3000", "--seed", "5"]);
     let model = run.join("model.ot");
     let model = model.to_str().unwrap();
 
@@ -289,23 +257,10 @@ fn predict_agrees_with_eval_on_mnist_digits_and_holds_up_on_photos_of_them() {
     let scratch = tempfile::tempdir().unwrap();
     let data = real_mnist_dir();
     let run = scratch.path().join("model");
-    assert_success(&mnist_cnn(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--limit",
-        "10000",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "64",
-        "--device",
-        "cpu",
-        "--seed",
-        "7",
-    ]));
+    train_on_real_mnist(
+        &run,
+        &["--limit", "10000", "--batch-size", "64", "--seed", "7"],
+    );
     let model_path = run.join("model.ot");
     // What eval computes for the first 200 test digits: the model on the MNIST tensors.
     let model = mnist_cnn::model::Classifier::load(

@@ -2,10 +2,8 @@
 //! matrix of a checkpoint, on the MNIST test set or a labelled picture folder.
 
 use crate::data::{images, Mnist};
-use crate::device::DeviceChoice;
 use crate::metrics;
 use crate::model::{Architecture, Classifier};
-use crate::runtime;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 
@@ -24,13 +22,8 @@ pub struct EvalArgs {
     #[arg(long, value_name = "DIR")]
     pub images: Option<PathBuf>,
 
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
-
-    /// libtorch intra-op threads (default: libtorch's choice, one per core).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub compute: super::DeviceArgs,
 
     /// Print one JSON object on stdout instead of the table.
     #[arg(long)]
@@ -38,8 +31,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
-    runtime::apply_threads(args.threads)?;
-    let device = args.device.resolve()?;
+    let device = args.compute.resolve()?;
     let model = Classifier::load(Architecture::Tutorial, &args.model, device)
         .with_context(|| format!("--model {}", args.model.display()))?;
     let split = match &args.images {

@@ -10,8 +10,29 @@ pub mod predict;
 pub mod session;
 pub mod train;
 
+use crate::device::DeviceChoice;
 use anyhow::Result;
 use serde::Serialize;
+
+/// Where a command computes: the --device and --threads flags every computing command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeviceArgs {
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+
+    /// libtorch intra-op threads (default: libtorch's choice, one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl DeviceArgs {
+    /// Applies the thread setting and resolves the device on this machine.
+    pub fn resolve(&self) -> Result<tch::Device> {
+        crate::runtime::apply_threads(self.threads)?;
+        self.device.resolve()
+    }
+}
 
 /// Prints a value as one line of JSON on stdout (the `--json` output of every command).
 pub(crate) fn print_json(value: &impl Serialize) -> Result<()> {

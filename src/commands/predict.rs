@@ -1,9 +1,7 @@
 //! `mnist-cnn predict`: the digit in each picture, with its probability and the runners-up.
 
-use crate::device::DeviceChoice;
 use crate::model::{Architecture, Classifier};
 use crate::predict::{self, PictureResult};
-use crate::runtime;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
@@ -22,13 +20,8 @@ pub struct PredictArgs {
     #[arg(long, value_name = "FILE")]
     pub show_input: Option<PathBuf>,
 
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
-
-    /// libtorch intra-op threads (default: libtorch's choice, one per core).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub compute: super::DeviceArgs,
 
     /// Print one JSON array on stdout, one object per picture.
     #[arg(long)]
@@ -40,8 +33,7 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
-    runtime::apply_threads(args.threads)?;
-    let device = args.device.resolve()?;
+    let device = args.compute.resolve()?;
     let model = Classifier::load(Architecture::Tutorial, &args.model, device)
         .with_context(|| format!("--model {}", args.model.display()))?;
     let prepared = predict::prepare(&args.images);

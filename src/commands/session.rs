@@ -3,7 +3,7 @@
 
 use crate::data::images;
 use crate::data::{Mnist, Split};
-use crate::device::{device_name, DeviceChoice};
+use crate::device::device_name;
 use crate::model::Classifier;
 use crate::run::{self, DataDescription, FinalMetrics, RunConfig, RunDir, RunStatus};
 use crate::runtime;
@@ -33,18 +33,13 @@ pub struct SessionArgs {
     #[arg(long, default_value_t = 32, value_parser = super::at_least_one)]
     pub batch_size: usize,
 
-    /// auto (CUDA when available), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
+    #[command(flatten)]
+    pub compute: super::DeviceArgs,
 
     /// Seed of the weight initialisation, the shuffles, the validation split and augmentation;
     /// on the CPU the same seed (and thread count) gives bit-identical weights.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-
-    /// libtorch intra-op threads (default: libtorch's choice, one per core).
-    #[arg(long)]
-    pub threads: Option<usize>,
 
     /// Train on the first N training images only (quick trials); the test set stays whole.
     #[arg(long, value_parser = super::at_least_one)]
@@ -240,8 +235,7 @@ struct RunSummary<'a> {
 
 /// Resolves the device and thread settings of a session.
 pub fn prepare(args: &SessionArgs) -> Result<Device> {
-    runtime::apply_threads(args.threads)?;
-    args.device.resolve()
+    args.compute.resolve()
 }
 
 /// Runs a training session end to end and reports it.

@@ -70,6 +70,27 @@ pub fn real_mnist_dir() -> PathBuf {
     dir
 }
 
+/// Trains for one epoch on the CPU on the real MNIST into `out`, with `extra` flags (a limit, a
+/// seed, a batch size); asserts success and returns the output.
+pub fn train_on_real_mnist(out: &Path, extra: &[&str]) -> Output {
+    let data = real_mnist_dir();
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    let output = mnist_cnn(&args);
+    assert_success(&output);
+    output
+}
+
 /// A digit-like pattern for generated images: label `l` lights row band `2 + 2l`, plus a
 /// little texture so images differ.
 pub fn pattern_image(index: usize, label: u8, pixel: usize) -> u8 {
