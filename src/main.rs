@@ -32,7 +32,8 @@ enum Command {
     /// Evaluate a checkpoint on the MNIST test set (or a picture folder): accuracy, loss, per-class
     /// precision/recall/F1, confusion matrix.
     Eval(eval::EvalArgs),
-    /// Predict the digit in each picture (PNG or JPEG), with its probability and the runners-up.
+    /// Predict the digit in each picture (PNG, JPEG, GIF, BMP or WebP), with its probability and
+    /// the runners-up.
     Predict(predict::PredictArgs),
     /// Export a checkpoint as safetensors or npz (PyTorch state-dict names) or TorchScript.
     Export(export::ExportArgs),

@@ -332,11 +332,202 @@ fn predict_agrees_with_eval_on_mnist_digits_and_holds_up_on_photos_of_them() {
         agree >= 198,
         "predict agrees with eval on only {agree} of 200 digits"
     );
-    // The issue asks for photos within two points of the plain digits; with this model they are
-    // three points below (93.0% vs 96.0%), so the bound here is four points until the
-    // preprocessing closes the gap.
+    // Photos within two points of the plain digits, as the issue asks.
     assert!(
-        photo_accuracy >= plain_accuracy - 0.04,
+        photo_accuracy >= plain_accuracy - 0.02,
         "photos {photo_accuracy} vs plain {plain_accuracy}"
     );
+}
+
+/// A PNG whose header declares `width`×`height` 8-bit grey pixels, followed by a few bytes of
+/// compressed data: enough for a decoder to believe the header.
+fn png_with_header(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(png: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        png.extend((data.len() as u32).to_be_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(kind);
+        crc.update(data);
+        png.extend(kind);
+        png.extend(data);
+        png.extend(crc.finalize().to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut header = Vec::new();
+    header.extend(width.to_be_bytes());
+    header.extend(height.to_be_bytes());
+    header.extend([8, 0, 0, 0, 0]); // 8-bit grey, deflate, no filter, no interlace
+    chunk(&mut png, b"IHDR", &header);
+    // zlib stream of a few zero bytes.
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x63, 0x60, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01],
+    );
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+/// Digit `pixels` three times larger, as ink coverage 0–255 (255 = full ink).
+fn enlarged_ink(pixels: &[u8]) -> (u32, u32, Vec<u8>) {
+    let side = 84u32;
+    let ink = (0..side * side)
+        .map(|i| pixels[((i / side) / 3 * 28 + (i % side) / 3) as usize])
+        .collect();
+    (side, side, ink)
+}
+
+#[test]
+fn odd_but_valid_pictures_are_read_and_broken_ones_fail_one_by_one() {
+    let scratch = tempfile::tempdir().unwrap();
+    let run = scratch.path().join("model");
+    train_on_real_mnist(&run, &["--limit", "3000", "--seed", "5"]);
+    let model = run.join("model.ot");
+    let dir = scratch.path();
+    let digits = mnist_test_digits(2);
+    let (w, h, ink) = enlarged_ink(&digits[0].0);
+    let paper = |v: u8| 255 - v; // dark ink on white paper
+
+    // Valid pictures of the same digit in unusual encodings: each must give the same answer as
+    // the plain 8-bit PNG.
+    let plain = dir.join("plain.png");
+    GrayImage::from_fn(w, h, |x, y| Luma([paper(ink[(y * w + x) as usize])]))
+        .save(&plain)
+        .unwrap();
+    image::ImageBuffer::<Luma<u16>, Vec<u16>>::from_fn(w, h, |x, y| {
+        Luma([u16::from(paper(ink[(y * w + x) as usize])) * 257])
+    })
+    .save(dir.join("grey16.png"))
+    .unwrap();
+    // Black strokes on a transparent canvas, and white strokes on one.
+    image::ImageBuffer::<image::LumaA<u8>, Vec<u8>>::from_fn(w, h, |x, y| {
+        image::LumaA([0, ink[(y * w + x) as usize]])
+    })
+    .save(dir.join("black-on-transparent.png"))
+    .unwrap();
+    image::RgbaImage::from_fn(w, h, |x, y| {
+        image::Rgba([255, 255, 255, ink[(y * w + x) as usize]])
+    })
+    .save(dir.join("white-on-transparent.png"))
+    .unwrap();
+    let cmyk: Vec<u8> = ink.iter().flat_map(|&k| [0, 0, 0, k]).collect();
+    jpeg_encoder::Encoder::new_file(dir.join("cmyk.jpg"), 100)
+        .unwrap()
+        .encode(&cmyk, w as u16, h as u16, jpeg_encoder::ColorType::Cmyk)
+        .unwrap();
+    // An animation: the first frame is the digit, the second another digit.
+    let frame = |pixels: &[u8]| {
+        let (_, _, ink) = enlarged_ink(pixels);
+        image::Frame::new(image::RgbaImage::from_fn(w, h, |x, y| {
+            let v = paper(ink[(y * w + x) as usize]);
+            image::Rgba([v, v, v, 255])
+        }))
+    };
+    let gif = fs::File::create(dir.join("animated.gif")).unwrap();
+    image::codecs::gif::GifEncoder::new(gif)
+        .encode_frames([frame(&digits[0].0), frame(&digits[1].0)])
+        .unwrap();
+    let grey = DynamicImage::ImageLuma8(GrayImage::from_fn(w, h, |x, y| {
+        Luma([paper(ink[(y * w + x) as usize])])
+    }));
+    grey.to_rgb8().save(dir.join("digit.bmp")).unwrap();
+    grey.to_rgb8().save(dir.join("digit.webp")).unwrap();
+    let valid = [
+        "plain.png",
+        "grey16.png",
+        "black-on-transparent.png",
+        "white-on-transparent.png",
+        "cmyk.jpg",
+        "animated.gif",
+        "digit.bmp",
+        "digit.webp",
+    ];
+
+    // Broken pictures, each with the words its error must contain.
+    let mut valid_png = Vec::new();
+    grey.write_to(&mut std::io::Cursor::new(&mut valid_png), ImageFormat::Png)
+        .unwrap();
+    let broken: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "text.png",
+            b"hello, not a picture".to_vec(),
+            "Invalid PNG signature",
+        ),
+        ("empty.png", Vec::new(), "is an empty file"),
+        (
+            "truncated.png",
+            valid_png[..valid_png.len() / 2].to_vec(),
+            "cannot decode",
+        ),
+        ("zero-by-zero.png", png_with_header(0, 0), "cannot decode"),
+        (
+            "bomb.png",
+            png_with_header(100_000, 100_000),
+            "larger than this tool accepts",
+        ),
+        (
+            "blank.png",
+            {
+                let mut bytes = Vec::new();
+                DynamicImage::ImageLuma8(GrayImage::from_pixel(60, 40, Luma([230])))
+                    .write_to(&mut std::io::Cursor::new(&mut bytes), ImageFormat::Png)
+                    .unwrap();
+                bytes
+            },
+            "no ink",
+        ),
+    ];
+    for (name, bytes, _) in &broken {
+        fs::write(dir.join(name), bytes).unwrap();
+    }
+    fs::create_dir(dir.join("folder.png")).unwrap();
+
+    let mut names: Vec<&str> = valid.to_vec();
+    names.extend(broken.iter().map(|(name, _, _)| *name));
+    names.extend(["folder.png", "missing.png"]);
+    let paths: Vec<String> = names
+        .iter()
+        .map(|n| dir.join(n).to_str().unwrap().to_owned())
+        .collect();
+    let mut args = vec!["predict", "--model", model.to_str().unwrap(), "--json"];
+    args.extend(paths.iter().map(String::as_str));
+    let output = mnist_cnn(&args);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+    let answers = stdout_json(&output);
+    let answers = answers.as_array().unwrap();
+    assert_eq!(answers.len(), names.len());
+
+    let expected = answers[0]["digit"]
+        .as_i64()
+        .expect("plain.png is predicted");
+    for (name, answer) in valid.iter().zip(answers) {
+        assert_eq!(
+            answer["digit"].as_i64(),
+            Some(expected),
+            "{name} is read differently from plain.png: {answer}"
+        );
+    }
+    let errors = &answers[valid.len()..];
+    let expected_errors = broken
+        .iter()
+        .map(|(name, _, words)| (*name, *words))
+        .chain([
+            ("folder.png", "is not a file"),
+            ("missing.png", "cannot open"),
+        ]);
+    for ((name, words), answer) in expected_errors.zip(errors) {
+        let error = answer["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} should fail: {answer}"));
+        assert!(
+            error.contains(name) && error.contains(words),
+            "{name}: {error}"
+        );
+    }
+    let summary = format!(
+        "{} of {} pictures could not be read",
+        errors.len(),
+        names.len()
+    );
+    assert!(stderr(&output).contains(&summary), "{}", stderr(&output));
 }

@@ -30,8 +30,8 @@ pub struct FinetuneArgs {
     #[arg(long, value_enum, default_value_t = Freeze::None)]
     pub freeze: Freeze,
 
-    /// Train on labelled pictures laid out as DIR/0/*, …, DIR/9/* (PNG or JPEG, any size) instead
-    /// of MNIST.
+    /// Train on labelled pictures laid out as DIR/0/*, …, DIR/9/* (PNG, JPEG, GIF, BMP or WebP;
+    /// any size) instead of MNIST.
     #[arg(long, value_name = "DIR")]
     pub images: Option<PathBuf>,
 

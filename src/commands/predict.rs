@@ -27,7 +27,7 @@ pub struct PredictArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Pictures (PNG or JPEG, any size, dark on light or light on dark).
+    /// Pictures (PNG, JPEG, GIF, BMP or WebP; any size, dark on light or light on dark).
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
 }

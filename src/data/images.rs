@@ -26,32 +26,49 @@ const FIELD: usize = 28;
 const MIN_CONTRAST: f32 = 0.08;
 /// After paper removal and stretching, pixels above this count as ink when cropping.
 const INK_THRESHOLD: f32 = 0.05;
+/// Connected ink regions holding less than this share of the ink are specks, not strokes.
+const SPECK_SHARE: f64 = 0.01;
 
 /// A grey picture, 0 = black, 1 = white.
 pub type Grey = ImageBuffer<Luma<f32>, Vec<f32>>;
 
-/// Decodes a PNG or JPEG file into grey levels, refusing absurd dimensions before decoding.
-/// Transparent pixels are composited onto white paper.
+/// The formats [`decode`] reads.
+pub const FORMATS: &str = "PNG, JPEG, GIF, BMP or WebP";
+/// Larger pictures are scaled down to this longer side right after decoding: the digit ends up
+/// 20 px tall anyway, and a 16k × 16k picture as 32-bit floats would take 4 GiB.
+const WORKING_SIDE: u32 = 1024;
+
+/// Decodes a picture file (the first frame of an animation) into grey levels, refusing absurd
+/// dimensions before decoding. Transparent pixels are composited onto a background that
+/// contrasts with the opaque ones (white for dark strokes, black for light strokes).
 pub fn decode(path: &Path) -> Result<Grey> {
-    let reader = image::ImageReader::open(path)
+    let metadata = fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?;
+    ensure!(metadata.is_file(), "{} is not a file", path.display());
+    ensure!(metadata.len() > 0, "{} is an empty file", path.display());
+    let mut reader = image::ImageReader::open(path)
         .with_context(|| format!("cannot open {}", path.display()))?
         .with_guessed_format()
         .with_context(|| format!("cannot read {}", path.display()))?;
     ensure!(
         reader.format().is_some(),
-        "{} is not a PNG or JPEG picture",
+        "{} is not a {FORMATS} picture",
         path.display()
     );
-    let mut reader = reader;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
-    // The decoder's error repeats its cause in its source chain: show it once.
-    let picture = reader
-        .decode()
-        .map_err(|e| anyhow::anyhow!("cannot decode {}: {e}", path.display()))?;
+    let mut picture = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => anyhow::anyhow!(
+            "cannot decode {}: the picture is larger than this tool accepts ({MAX_SIDE} px a \
+             side, {} MiB decoded)",
+            path.display(),
+            MAX_DECODE_BYTES >> 20
+        ),
+        // The decoder's error repeats its cause in its source chain: show it once.
+        e => anyhow::anyhow!("cannot decode {}: {e}", path.display()),
+    })?;
     ensure!(
         picture.width() > 0 && picture.height() > 0,
         "{} is an empty ({}×{}) picture",
@@ -59,12 +76,32 @@ pub fn decode(path: &Path) -> Result<Grey> {
         picture.width(),
         picture.height()
     );
-    let rgba = picture.to_rgba32f();
-    Ok(ImageBuffer::from_fn(rgba.width(), rgba.height(), |x, y| {
-        let [r, g, b, a] = rgba.get_pixel(x, y).0;
-        let luma = 0.299 * r + 0.587 * g + 0.114 * b;
-        Luma([a * luma + (1.0 - a)])
-    }))
+    if picture.width().max(picture.height()) > WORKING_SIDE {
+        picture = picture.resize(WORKING_SIDE, WORKING_SIDE, FilterType::Triangle);
+    }
+    Ok(to_grey(&picture.to_rgba32f()))
+}
+
+/// Luma of each pixel, transparent parts composited onto a contrasting background.
+fn to_grey(rgba: &image::Rgba32FImage) -> Grey {
+    let luma = |[r, g, b, _]: [f32; 4]| 0.299 * r + 0.587 * g + 0.114 * b;
+    let (mut opaque, mut opaque_luma) = (0.0f64, 0.0f64);
+    for pixel in rgba.pixels() {
+        if pixel.0[3] > 0.5 {
+            opaque += 1.0;
+            opaque_luma += f64::from(luma(pixel.0));
+        }
+    }
+    let background = if opaque > 0.0 && opaque_luma / opaque > 0.5 {
+        0.0
+    } else {
+        1.0
+    };
+    ImageBuffer::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let pixel = rgba.get_pixel(x, y).0;
+        let alpha = pixel[3];
+        Luma([alpha * luma(pixel) + (1.0 - alpha) * background])
+    })
 }
 
 /// Reads a picture and turns it into an MNIST-style 28×28 digit (784 values in [0, 1]).
@@ -96,7 +133,8 @@ pub fn preprocess(grey: &Grey) -> Result<Vec<f32>> {
     pixels
         .iter_mut()
         .for_each(|p| *p = ((*p - floor) / (peak - floor)).clamp(0.0, 1.0));
-    let ink = Grey::from_raw(width, height, pixels).expect("same size");
+    let mut ink = Grey::from_raw(width, height, pixels).expect("same size");
+    remove_specks(&mut ink);
     let (x0, y0, x1, y1) = ink_box(&ink).context("no ink left once the paper is removed")?;
     let cropped = imageops::crop_imm(&ink, x0, y0, x1 - x0 + 1, y1 - y0 + 1).to_image();
     let scaled = scale_to_box(&cropped);
@@ -131,6 +169,47 @@ fn median(values: &mut [f32]) -> f32 {
     let mid = values.len() / 2;
     let (_, m, _) = values.select_nth_unstable_by(mid, |a, b| a.total_cmp(b));
     *m
+}
+
+/// Blackens specks: 8-connected regions of ink pixels that together hold less than
+/// [`SPECK_SHARE`] of the picture's ink. Paper noise and JPEG ringing leave such specks away from
+/// the digit, and one of them would stretch the crop box and shrink the digit.
+fn remove_specks(ink: &mut Grey) {
+    let (width, height) = (ink.width() as usize, ink.height() as usize);
+    let pixels: &mut [f32] = ink;
+    const UNSEEN: u32 = u32::MAX;
+    let mut region = vec![UNSEEN; pixels.len()];
+    let mut masses: Vec<f64> = Vec::new();
+    let mut stack = Vec::new();
+    for start in 0..pixels.len() {
+        if pixels[start] <= INK_THRESHOLD || region[start] != UNSEEN {
+            continue;
+        }
+        let id = masses.len() as u32;
+        let mut mass = 0.0f64;
+        region[start] = id;
+        stack.push(start);
+        while let Some(at) = stack.pop() {
+            mass += f64::from(pixels[at]);
+            let (x, y) = (at % width, at / width);
+            for ny in y.saturating_sub(1)..=(y + 1).min(height - 1) {
+                for nx in x.saturating_sub(1)..=(x + 1).min(width - 1) {
+                    let next = ny * width + nx;
+                    if region[next] == UNSEEN && pixels[next] > INK_THRESHOLD {
+                        region[next] = id;
+                        stack.push(next);
+                    }
+                }
+            }
+        }
+        masses.push(mass);
+    }
+    let total: f64 = masses.iter().sum();
+    for (pixel, id) in pixels.iter_mut().zip(&region) {
+        if *id != UNSEEN && masses[*id as usize] < SPECK_SHARE * total {
+            *pixel = 0.0;
+        }
+    }
 }
 
 /// The inclusive bounding box (x0, y0, x1, y1) of the ink.
@@ -333,6 +412,48 @@ mod tests {
             .map(|i| field[i] + field[27 * 28 + i] + field[i * 28])
             .sum();
         assert!(border < 1e-6, "paper left on the border: {border}");
+    }
+
+    #[test]
+    fn a_speck_far_from_the_digit_does_not_shrink_it() {
+        let mut picture = photo(200, 160, 0.75, 0.1);
+        for (x, y) in [(180, 140), (181, 140), (180, 141)] {
+            picture.put_pixel(x, y, Luma([0.3]));
+        }
+        let (_, _, _, w, h) = stats(&preprocess(&picture).unwrap());
+        assert!(w.max(h) >= 19, "the digit shrank to {w}×{h}");
+    }
+
+    #[test]
+    fn strokes_on_a_transparent_canvas_show_whatever_their_colour() {
+        for stroke in [0.0, 1.0] {
+            let canvas = image::Rgba32FImage::from_fn(60, 60, |x, y| {
+                let on = (20..30).contains(&x) && (10..50).contains(&y);
+                image::Rgba([stroke, stroke, stroke, if on { 1.0 } else { 0.0 }])
+            });
+            let field = preprocess(&to_grey(&canvas)).unwrap();
+            let (max, _, _, w, h) = stats(&field);
+            assert!(max > 0.99 && h == 20 && w < 10, "stroke {stroke}: {w}×{h}");
+        }
+    }
+
+    #[test]
+    fn a_large_picture_is_scaled_down_before_conversion() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("large.png");
+        image::GrayImage::from_fn(2400, 1600, |x, y| {
+            image::Luma([if (1000..1200).contains(&x) && (400..1200).contains(&y) {
+                10
+            } else {
+                240
+            }])
+        })
+        .save(&path)
+        .unwrap();
+        let grey = decode(&path).unwrap();
+        assert_eq!(grey.dimensions(), (1024, 683));
+        let (_, _, _, w, h) = stats(&preprocess(&grey).unwrap());
+        assert_eq!((w, h), (5, 20));
     }
 
     #[test]
