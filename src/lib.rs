@@ -9,6 +9,7 @@
 //! - [`metrics`]: loss, accuracy, confusion matrix, per-class precision/recall/F1;
 //! - [`predict`]: pictures in, digits out;
 //! - [`export`]: safetensors, TorchScript and npz for use outside this tool;
+//! - [`report`]: curves, confusion matrix, mistakes and filters as PNG, and report.html;
 //! - [`run`]: the run folder (`config.json`, `metrics.jsonl`, `model.ot`);
 //! - [`commands`]: one function per subcommand, called by the thin `main.rs`.
 //!
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod model;
 pub mod predict;
 pub mod progress;
+pub mod report;
 pub mod rng;
 pub mod run;
 pub mod runtime;

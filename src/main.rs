@@ -1,7 +1,7 @@
 //! The `mnist-cnn` command line: parsing and dispatch only; the work is in the library.
 
 use clap::{Parser, Subcommand};
-use mnist_cnn::commands::{data, eval, export, finetune, info, predict, train};
+use mnist_cnn::commands::{data, eval, export, finetune, info, predict, report, train};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -37,6 +37,9 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Export a checkpoint as safetensors or npz (PyTorch state-dict names) or TorchScript.
     Export(export::ExportArgs),
+    /// Draw a run's training curves, confusion matrix, most confident mistakes and first-layer
+    /// filters as PNG, and write them with the tables into one self-contained report.html.
+    Report(report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Export(args) => export::run(args),
+        Command::Report(args) => report::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -206,6 +206,8 @@ pub struct Evaluation {
     pub loss: f64,
     /// The predicted digit of each example, in order.
     pub predictions: Vec<i64>,
+    /// The probability the model gives its prediction, for each example.
+    pub confidences: Vec<f32>,
     pub confusion: ConfusionMatrix,
 }
 
@@ -223,9 +225,10 @@ pub fn evaluate(model: &Classifier, split: &Split) -> Result<Evaluation> {
     let n = split.len();
     ensure!(n > 0, "nothing to evaluate: the split is empty");
     let device = model.device();
-    let (loss_sum, predictions) = tch::no_grad(|| {
+    let (loss_sum, predictions, confidences) = tch::no_grad(|| {
         let mut loss_sum = Tensor::zeros([], (Kind::Double, device));
         let mut predictions = Vec::with_capacity(n);
+        let mut confidences = Vec::with_capacity(n);
         for start in (0..n).step_by(EVAL_BATCH_SIZE) {
             let len = EVAL_BATCH_SIZE.min(n - start) as i64;
             let images = split.images.narrow(0, start as i64, len).to_device(device);
@@ -234,18 +237,27 @@ pub fn evaluate(model: &Classifier, split: &Split) -> Result<Evaluation> {
             let batch_loss =
                 logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0);
             loss_sum += batch_loss.to_kind(Kind::Double);
+            let predicted = logits.argmax(-1, true);
+            let top = logits
+                .softmax(-1, Kind::Float)
+                .gather(-1, &predicted, false)
+                .squeeze_dim(-1);
             let predicted =
-                Vec::<i64>::try_from(logits.argmax(-1, false).to_device(tch::Device::Cpu))
+                Vec::<i64>::try_from(predicted.squeeze_dim(-1).to_device(tch::Device::Cpu))
                     .expect("argmax gives int64");
+            let top =
+                Vec::<f32>::try_from(top.to_device(tch::Device::Cpu)).expect("softmax gives float");
             predictions.extend(predicted);
+            confidences.extend(top);
         }
-        (loss_sum.double_value(&[]), predictions)
+        (loss_sum.double_value(&[]), predictions, confidences)
     });
     let truth = Vec::<i64>::try_from(split.labels.to_device(tch::Device::Cpu))?;
     let confusion = ConfusionMatrix::from_labels(&truth, &predictions, NUM_CLASSES as usize)?;
     Ok(Evaluation {
         loss: loss_sum / n as f64,
         predictions,
+        confidences,
         confusion,
     })
 }

@@ -127,7 +127,16 @@ fn train_writes_a_complete_run_folder_and_eval_reads_it() {
     assert_eq!(summary["epochs_completed"], 2);
     assert_eq!(
         file_names(&out),
-        ["config.json", "metrics.jsonl", "model.ot"]
+        [
+            "config.json",
+            "confusion.png",
+            "curves.png",
+            "filters.png",
+            "metrics.jsonl",
+            "mistakes.png",
+            "model.ot",
+            "report.html"
+        ]
     );
 
     let lines = read_json_lines(&out.join("metrics.jsonl"));

@@ -60,4 +60,18 @@ fn one_epoch_at_batch_128_reaches_97_5_percent_and_eval_agrees() {
     assert_eq!(diagonal as f64 / 10_000.0, accuracy);
     let macro_recall = report["macro"]["recall"].as_f64().unwrap();
     assert!(macro_recall > 0.97, "macro recall {macro_recall}");
+
+    // The report written at the end of the run: five files, the pictures at their sizes.
+    for (file, size) in [
+        ("curves.png", (1200, 450)),
+        ("confusion.png", (720, 700)),
+        ("mistakes.png", (1080, 670)),
+        ("filters.png", (700, 470)),
+    ] {
+        let picture = image::open(out.join(file)).unwrap();
+        assert_eq!((picture.width(), picture.height()), size, "{file}");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 4);
+    assert!(html.contains(&format!("{:.2}%", 100.0 * accuracy)));
 }

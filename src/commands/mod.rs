@@ -7,6 +7,7 @@ pub mod export;
 pub mod finetune;
 pub mod info;
 pub mod predict;
+pub mod report;
 pub mod session;
 pub mod train;
 

@@ -13,7 +13,7 @@ use anyhow::{ensure, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tch::Device;
-use tracing::info;
+use tracing::{info, warn};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SessionArgs {
@@ -66,6 +66,11 @@ pub struct SessionArgs {
     /// Print a JSON summary on stdout when done.
     #[arg(long)]
     pub json: bool,
+
+    /// Skip the report (curves.png, confusion.png, mistakes.png, filters.png, report.html)
+    /// written into the run folder at the end.
+    #[arg(long)]
+    pub no_report: bool,
 }
 
 impl SessionArgs {
@@ -233,6 +238,22 @@ struct RunSummary<'a> {
     final_metrics: &'a FinalMetrics,
 }
 
+/// Writes the run's report. The run itself is complete and saved by then, so a report that
+/// cannot be written is a warning that says how to retry, not a failed run.
+fn write_report(run_dir: &Path, config: &RunConfig, device: Device) {
+    let data = super::report::ReportData::choose(None, None, config);
+    match super::report::write(run_dir, &data, device) {
+        Ok(summary) => info!(
+            "report: {}",
+            summary.run_dir.join(crate::report::HTML_FILE).display()
+        ),
+        Err(err) => warn!(
+            "no report: {err:#} (retry with `mnist-cnn report {}`)",
+            run_dir.display()
+        ),
+    }
+}
+
 /// Resolves the device and thread settings of a session.
 pub fn prepare(args: &SessionArgs) -> Result<Device> {
     args.compute.resolve()
@@ -347,6 +368,9 @@ pub fn execute(
     config.final_metrics = Some(final_metrics.clone());
     run_dir.write_config(&config)?;
     info!("run saved in {}", run_dir.path().display());
+    if !args.no_report {
+        write_report(run_dir.path(), &config, device);
+    }
     if args.json {
         return super::print_json(&RunSummary {
             run_dir: run_dir.path(),

@@ -1,0 +1,388 @@
+//! `curves.png` (loss, accuracy and learning rate per epoch) and `confusion.png` (the confusion
+//! matrix as a heat map).
+
+use super::canvas::{blend, bold, drawing, text, Canvas};
+use crate::metrics::ConfusionMatrix;
+use crate::train::EpochRecord;
+use anyhow::Result;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+/// Each panel of `curves.png`; two panels side by side, three with a learning-rate schedule.
+pub const PANEL_SIZE: (u32, u32) = (600, 450);
+pub const CONFUSION_SIZE: (u32, u32) = (720, 700);
+
+const TRAIN: RGBColor = RGBColor(31, 119, 180);
+const VALIDATION: RGBColor = RGBColor(255, 127, 14);
+const TEST: RGBColor = RGBColor(44, 160, 44);
+const CHOSEN: RGBColor = RGBColor(120, 120, 120);
+const DIAGONAL: RGBColor = RGBColor(8, 48, 107);
+const ERRORS: RGBColor = RGBColor(178, 24, 43);
+
+/// One line of a panel.
+struct Series {
+    label: &'static str,
+    color: RGBColor,
+    points: Vec<(f64, f64)>,
+}
+
+/// Whether the learning rate changed during the run (a schedule, or a fine-tuning run's
+/// epoch-0 record aside).
+pub fn has_schedule(records: &[EpochRecord]) -> bool {
+    let rates: Vec<f64> = records
+        .iter()
+        .filter(|r| r.epoch > 0)
+        .flat_map(|r| [r.learning_rate, r.learning_rate_end])
+        .collect();
+    rates
+        .windows(2)
+        .any(|w| (w[0] - w[1]).abs() > 1e-12 * w[0].abs())
+}
+
+/// The size `curves.png` will have for these records.
+pub fn curves_size(records: &[EpochRecord]) -> (u32, u32) {
+    let panels = if has_schedule(records) { 3 } else { 2 };
+    (PANEL_SIZE.0 * panels, PANEL_SIZE.1)
+}
+
+/// Draws loss and accuracy per epoch (and the learning rate when it changed), marking the
+/// epoch whose weights were kept.
+pub fn curves(records: &[EpochRecord], chosen_epoch: Option<usize>) -> Result<Canvas> {
+    let (width, height) = curves_size(records);
+    let mut canvas = Canvas::new(width, height);
+    let points = |f: &dyn Fn(&EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
+        records
+            .iter()
+            .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
+            .collect()
+    };
+    let losses = [
+        Series {
+            label: "train loss",
+            color: TRAIN,
+            points: points(&|r| r.train_loss),
+        },
+        Series {
+            label: "validation loss",
+            color: VALIDATION,
+            points: points(&|r| r.scores.validation_loss),
+        },
+        Series {
+            label: "test loss",
+            color: TEST,
+            points: points(&|r| r.scores.test_loss),
+        },
+    ];
+    let accuracies = [
+        Series {
+            label: "validation accuracy",
+            color: VALIDATION,
+            points: points(&|r| r.scores.validation_accuracy.map(|a| 100.0 * a)),
+        },
+        Series {
+            label: "test accuracy",
+            color: TEST,
+            points: points(&|r| r.scores.test_accuracy.map(|a| 100.0 * a)),
+        },
+    ];
+    // The rate at the start and at the end of each epoch, drawn over training progress.
+    let rates = [Series {
+        label: "learning rate",
+        color: TRAIN,
+        points: records
+            .iter()
+            .filter(|r| r.epoch > 0)
+            .flat_map(|r| {
+                let start = (r.epoch - 1) as f64;
+                [(start, r.learning_rate), (start + 1.0, r.learning_rate_end)]
+            })
+            .collect(),
+    }];
+    let with_schedule = has_schedule(records);
+    canvas.draw(|area| {
+        let panels = area.split_evenly((1, if with_schedule { 3 } else { 2 }));
+        panel(
+            &panels[0],
+            "Loss (cross-entropy)",
+            "loss",
+            &losses,
+            Scale::FromZero,
+            chosen_epoch,
+            SeriesLabelPosition::UpperRight,
+        )?;
+        panel(
+            &panels[1],
+            "Accuracy",
+            "accuracy (%)",
+            &accuracies,
+            Scale::Percent,
+            chosen_epoch,
+            SeriesLabelPosition::LowerRight,
+        )?;
+        if with_schedule {
+            panel(
+                &panels[2],
+                "Learning rate",
+                "learning rate",
+                &rates,
+                Scale::FromZero,
+                None,
+                SeriesLabelPosition::UpperRight,
+            )?;
+        }
+        Ok(())
+    })?;
+    Ok(canvas)
+}
+
+#[derive(Clone, Copy)]
+enum Scale {
+    /// From 0 to a little above the largest value.
+    FromZero,
+    /// Around the values, never beyond 0–100.
+    Percent,
+}
+
+fn value_range(series: &[Series], scale: Scale) -> (f64, f64) {
+    let values: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .filter(|v| v.is_finite())
+        .collect();
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    if values.is_empty() {
+        return (0.0, 1.0);
+    }
+    match scale {
+        Scale::FromZero => (0.0, if max > 0.0 { max * 1.1 } else { 1.0 }),
+        Scale::Percent => {
+            let pad = 0.1 * (max - min) + 0.1;
+            ((min - pad).max(0.0), (max + pad).min(100.0))
+        }
+    }
+}
+
+/// Epoch labels only at whole epochs.
+fn epoch_label(x: &f64) -> String {
+    if (x - x.round()).abs() < 1e-9 {
+        format!("{x:.0}")
+    } else {
+        String::new()
+    }
+}
+
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    y_description: &str,
+    series: &[Series],
+    scale: Scale,
+    chosen_epoch: Option<usize>,
+    legend_at: SeriesLabelPosition,
+) -> Result<()> {
+    let x_max = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(1.0f64, f64::max);
+    let x_min = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(x_max, f64::min)
+        .min(x_max - 1.0);
+    let (y_min, y_max) = value_range(series, scale);
+    let mut chart = drawing(
+        ChartBuilder::on(area)
+            .caption(title, bold(22.0))
+            .margin(15)
+            .x_label_area_size(50)
+            .y_label_area_size(80)
+            .build_cartesian_2d(x_min..x_max, y_min..y_max),
+    )?;
+    let x_ticks = ((x_max - x_min).round() as usize + 1).clamp(2, 11);
+    let y_format = |y: &f64| match scale {
+        Scale::Percent => format!("{y:.1}"),
+        Scale::FromZero if *y == 0.0 => "0".to_owned(),
+        Scale::FromZero if y_max < 0.01 => format!("{y:.0e}"),
+        Scale::FromZero => format!("{y:.2}"),
+    };
+    drawing(
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc(y_description)
+            .x_labels(x_ticks)
+            .y_labels(8)
+            .x_label_formatter(&epoch_label)
+            .y_label_formatter(&y_format)
+            .label_style(text(15.0))
+            .axis_desc_style(text(16.0))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw(),
+    )?;
+    if let Some(epoch) = chosen_epoch {
+        let x = epoch as f64;
+        drawing(chart.draw_series(DashedLineSeries::new(
+            [(x, y_min), (x, y_max)],
+            6,
+            4,
+            CHOSEN.stroke_width(1),
+        )))?
+        .label(format!("kept: epoch {epoch}"))
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], CHOSEN.stroke_width(1)));
+    }
+    for s in series.iter().filter(|s| !s.points.is_empty()) {
+        let color = s.color;
+        drawing(chart.draw_series(LineSeries::new(
+            s.points.iter().copied(),
+            color.stroke_width(2),
+        )))?
+        .label(s.label)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+        drawing(
+            chart.draw_series(
+                s.points
+                    .iter()
+                    .map(move |&p| Circle::new(p, 3, color.filled())),
+            ),
+        )?;
+    }
+    drawing(
+        chart
+            .configure_series_labels()
+            .position(legend_at)
+            .label_font(text(15.0))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .draw(),
+    )?;
+    Ok(())
+}
+
+/// The confusion matrix as a heat map: correct predictions in blue (shade: the row's recall),
+/// mistakes in red (shade: the count against the largest mistake count), counts in the cells.
+pub fn confusion(matrix: &ConfusionMatrix, title: &str) -> Result<Canvas> {
+    let (width, height) = CONFUSION_SIZE;
+    let mut canvas = Canvas::new(width, height);
+    let classes = matrix.classes();
+    let cell = 56i32;
+    let (left, top) = (120i32, 80i32);
+    let largest_mistake = (0..classes)
+        .flat_map(|t| (0..classes).filter(move |&p| p != t).map(move |p| (t, p)))
+        .map(|(t, p)| matrix.rows()[t][p])
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    canvas.draw(|area| {
+        let centred = |size: f64| text(size).pos(Pos::new(HPos::Center, VPos::Center));
+        drawing(area.draw(&Text::new(
+            title.to_owned(),
+            (width as i32 / 2, 30),
+            bold(22.0).pos(Pos::new(HPos::Center, VPos::Center)),
+        )))?;
+        for (t, row) in matrix.rows().iter().enumerate() {
+            let support: u64 = row.iter().sum();
+            for (p, &count) in row.iter().enumerate() {
+                let (x, y) = (left + p as i32 * cell, top + t as i32 * cell);
+                let shade = if t == p {
+                    count as f64 / support.max(1) as f64
+                } else if count > 0 {
+                    0.15 + 0.85 * count as f64 / largest_mistake as f64
+                } else {
+                    0.0
+                };
+                let color = blend(WHITE, if t == p { DIAGONAL } else { ERRORS }, shade);
+                drawing(area.draw(&Rectangle::new(
+                    [(x, y), (x + cell, y + cell)],
+                    color.filled(),
+                )))?;
+                drawing(area.draw(&Rectangle::new(
+                    [(x, y), (x + cell, y + cell)],
+                    RGBColor(210, 210, 210),
+                )))?;
+                let ink = if shade > 0.55 { WHITE } else { BLACK };
+                drawing(area.draw(&Text::new(
+                    count.to_string(),
+                    (x + cell / 2, y + cell / 2),
+                    centred(15.0).color(&ink),
+                )))?;
+            }
+        }
+        let grid = cell * classes as i32;
+        for c in 0..classes as i32 {
+            let middle = c * cell + cell / 2;
+            drawing(area.draw(&Text::new(
+                c.to_string(),
+                (left + middle, top + grid + 16),
+                centred(17.0),
+            )))?;
+            drawing(area.draw(&Text::new(
+                c.to_string(),
+                (left - 16, top + middle),
+                centred(17.0),
+            )))?;
+        }
+        drawing(area.draw(&Text::new(
+            "predicted digit",
+            (left + grid / 2, top + grid + 46),
+            centred(18.0),
+        )))?;
+        for (i, word) in ["true", "digit"].iter().enumerate() {
+            drawing(area.draw(&Text::new(
+                *word,
+                (left / 2 - 14, top + grid / 2 - 10 + 22 * i as i32),
+                centred(18.0),
+            )))?;
+        }
+        Ok(())
+    })?;
+    Ok(canvas)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::Scores;
+
+    fn record(epoch: usize, rate: f64, rate_end: f64) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            train_loss: (epoch > 0).then_some(0.5),
+            scores: Scores {
+                test_loss: Some(0.4),
+                test_accuracy: Some(0.9),
+                ..Default::default()
+            },
+            seconds: 1.0,
+            images_per_second: 100.0,
+            learning_rate: rate,
+            learning_rate_end: rate_end,
+        }
+    }
+
+    #[test]
+    fn the_learning_rate_panel_appears_only_when_the_rate_changed() {
+        // A fine-tuning run's epoch 0 has rate 0 and does not count as a change.
+        let constant = [
+            record(0, 0.0, 0.0),
+            record(1, 1e-3, 1e-3),
+            record(2, 1e-3, 1e-3),
+        ];
+        assert!(!has_schedule(&constant));
+        assert_eq!(curves_size(&constant), (1200, 450));
+        let cosine = [record(1, 1e-3, 5e-4), record(2, 5e-4, 0.0)];
+        assert!(has_schedule(&cosine));
+        assert_eq!(curves_size(&cosine), (1800, 450));
+    }
+
+    #[test]
+    fn curves_and_confusion_draw_at_their_sizes_even_for_one_epoch() {
+        let canvas = curves(&[record(1, 1e-3, 1e-3)], Some(1)).unwrap();
+        assert_eq!((canvas.width, canvas.height), (1200, 450));
+        // Something besides white paper was drawn.
+        assert!(canvas.pixels.iter().any(|&p| p < 128));
+        let matrix = ConfusionMatrix::from_labels(&[0, 1, 1], &[0, 1, 0], 10).unwrap();
+        let canvas = confusion(&matrix, "test").unwrap();
+        assert_eq!((canvas.width, canvas.height), CONFUSION_SIZE);
+    }
+}

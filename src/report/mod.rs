@@ -1,0 +1,182 @@
+//! The run report: training curves, the confusion matrix, the most confident mistakes and the
+//! first layer's filters as PNG pictures, and one self-contained `report.html` holding them all
+//! with the configuration and the tables.
+//!
+//! Everything is drawn into memory with plotters and the bundled DejaVu fonts, encoded as PNG by
+//! `image`, and written atomically into the run folder.
+
+mod canvas;
+mod charts;
+mod gallery;
+mod html;
+
+use crate::data::Split;
+use crate::metrics;
+use crate::model::{named_parameters, Classifier};
+use crate::run::{self, RunConfig, CONFIG_FILE, METRICS_FILE};
+use anyhow::{ensure, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind};
+
+pub use charts::{curves_size, CONFUSION_SIZE, PANEL_SIZE};
+pub use gallery::{FILTERS_SIZE, MISTAKES_SIZE};
+
+pub const CURVES_FILE: &str = "curves.png";
+pub const CONFUSION_FILE: &str = "confusion.png";
+pub const MISTAKES_FILE: &str = "mistakes.png";
+pub const FILTERS_FILE: &str = "filters.png";
+pub const HTML_FILE: &str = "report.html";
+
+/// What the report was computed on and what it wrote.
+#[derive(Debug, Serialize)]
+pub struct ReportSummary {
+    pub run_dir: PathBuf,
+    /// The data the confusion matrix and mistakes come from.
+    pub evaluated_on: String,
+    pub accuracy: f64,
+    pub mistakes: usize,
+    pub files: Vec<PathBuf>,
+}
+
+/// A picture of the report: its file name, its PNG bytes and what it shows.
+struct Picture {
+    file: &'static str,
+    png: Vec<u8>,
+    caption: String,
+}
+
+/// Reads the run folder's config.json and metrics.jsonl, evaluates `model` on `data` (described
+/// by `data_description` in the report), and writes the four pictures and report.html.
+pub fn write_report(
+    run_dir: &Path,
+    model: &Classifier,
+    data: &Split,
+    data_description: &str,
+) -> Result<ReportSummary> {
+    let config = read_config(run_dir)?;
+    let records = run::read_metrics(&run_dir.join(METRICS_FILE))?;
+    ensure!(
+        !records.is_empty(),
+        "{}: no epoch recorded yet",
+        run_dir.join(METRICS_FILE).display()
+    );
+    let chosen_epoch = config.final_metrics.as_ref().map(|m| m.chosen_epoch);
+
+    let evaluation = metrics::evaluate(model, data)?;
+    let report = evaluation.report();
+    let truth = data.label_vec();
+    let wrong = truth
+        .iter()
+        .zip(&evaluation.predictions)
+        .filter(|(t, p)| t != p)
+        .count();
+    let shown = gallery::most_confident_mistakes(
+        &truth,
+        &evaluation.predictions,
+        &evaluation.confidences,
+        gallery::MISTAKE_COLUMNS * gallery::MISTAKE_ROWS,
+    );
+    let images = data.images.to_device(Device::Cpu).to_kind(Kind::Float);
+    let mistakes: Vec<gallery::Mistake> = shown
+        .iter()
+        .map(|&i| {
+            Ok(gallery::Mistake {
+                pixels: Vec::<f32>::try_from(images.get(i as i64).flatten(0, -1))?,
+                truth: truth[i],
+                predicted: evaluation.predictions[i],
+                probability: evaluation.confidences[i],
+            })
+        })
+        .collect::<Result<_>>()?;
+
+    let accuracy = format!("{:.2}%", 100.0 * report.accuracy);
+    let pictures = [
+        Picture {
+            file: CURVES_FILE,
+            png: charts::curves(&records, chosen_epoch)?.to_png()?,
+            caption: "Loss and accuracy per epoch (the dashed line marks the epoch whose weights \
+                      were kept)"
+                .to_owned(),
+        },
+        Picture {
+            file: CONFUSION_FILE,
+            png: charts::confusion(
+                &report.confusion_matrix,
+                &format!(
+                    "Confusion matrix: {accuracy} of {} digits right",
+                    data.len()
+                ),
+            )?
+            .to_png()?,
+            caption: format!(
+                "Confusion matrix on {data_description}: rows are the true digit, columns the \
+                 prediction; blue shades the recall, red the mistakes"
+            ),
+        },
+        Picture {
+            file: MISTAKES_FILE,
+            png: gallery::mistakes(&mistakes, wrong, data.len())?.to_png()?,
+            caption: format!("The mistakes made with the most confidence on {data_description}"),
+        },
+        Picture {
+            file: FILTERS_FILE,
+            png: gallery::filters(&first_layer_filters(model)?, 3)?.to_png()?,
+            caption: "The first convolution's filters (blue negative, red positive)".to_owned(),
+        },
+    ];
+    let mut files = Vec::new();
+    for picture in &pictures {
+        let path = run_dir.join(picture.file);
+        crate::fsutil::write_bytes_atomically(&path, &picture.png)?;
+        files.push(path);
+    }
+    let page = html::page(&html::PageInputs {
+        run_dir,
+        config: &config,
+        records: &records,
+        report: &report,
+        data_description,
+        pictures: &pictures,
+    })?;
+    let html_path = run_dir.join(HTML_FILE);
+    crate::fsutil::write_bytes_atomically(&html_path, page.as_bytes())?;
+    files.push(html_path);
+    Ok(ReportSummary {
+        run_dir: run_dir.to_owned(),
+        evaluated_on: data_description.to_owned(),
+        accuracy: report.accuracy,
+        mistakes: wrong,
+        files,
+    })
+}
+
+/// The run folder's config.json; a folder without one is not a run.
+pub fn read_config(run_dir: &Path) -> Result<RunConfig> {
+    let path = run_dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {}: is {} a run folder (from train or finetune)?",
+            path.display(),
+            run_dir.display()
+        )
+    })?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a run configuration", path.display()))
+}
+
+/// conv1's weights, one row-major 3×3 filter per output channel.
+fn first_layer_filters(model: &Classifier) -> Result<Vec<Vec<f32>>> {
+    let weights = named_parameters(model);
+    let conv1 = weights
+        .get("conv1.weight")
+        .context("the model has no conv1.weight")?;
+    let size = conv1.size();
+    ensure!(
+        size.len() == 4 && size[1] == 1,
+        "conv1.weight has shape {size:?}, expected [filters, 1, h, w]"
+    );
+    (0..size[0])
+        .map(|f| Ok(Vec::<f32>::try_from(conv1.get(f).flatten(0, -1))?))
+        .collect()
+}
