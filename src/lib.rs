@@ -9,6 +9,7 @@
 //! - [`metrics`]: loss, accuracy, confusion matrix, per-class precision/recall/F1;
 //! - [`predict`]: pictures in, digits out;
 //! - [`export`]: safetensors, TorchScript and npz for use outside this tool;
+//! - [`bench`]: training and inference throughput, predict latency;
 //! - [`report`]: curves, confusion matrix, mistakes and filters as PNG, and report.html;
 //! - [`run`]: the run folder (`config.json`, `metrics.jsonl`, `model.ot`);
 //! - [`commands`]: one function per subcommand, called by the thin `main.rs`.
@@ -17,6 +18,7 @@
 //! facts), [`fsutil`] (atomic file writes), [`progress`] (progress bars on stderr).
 
 pub mod augment;
+pub mod bench;
 pub mod commands;
 pub mod data;
 pub mod device;

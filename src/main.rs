@@ -1,7 +1,7 @@
 //! The `mnist-cnn` command line: parsing and dispatch only; the work is in the library.
 
 use clap::{Parser, Subcommand};
-use mnist_cnn::commands::{data, eval, export, finetune, info, predict, report, train};
+use mnist_cnn::commands::{bench, data, eval, export, finetune, info, predict, report, train};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -40,9 +40,13 @@ enum Command {
     /// Draw a run's training curves, confusion matrix, most confident mistakes and first-layer
     /// filters as PNG, and write them with the tables into one self-contained report.html.
     Report(report::ReportArgs),
+    /// Measure training throughput, inference throughput and predict's latency (compare with
+    /// scripts/bench_pytorch.py, or run both with scripts/bench.sh).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
+    mnist_cnn::runtime::keep_freed_memory();
     let cli = Cli::parse();
     init_logging();
     let result = match &cli.command {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => predict::run(args),
         Command::Export(args) => export::run(args),
         Command::Report(args) => report::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

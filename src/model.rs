@@ -33,16 +33,63 @@ impl fmt::Display for Architecture {
 /// The tutorial CNN. Input N×1×28×28 in [0, 1]; output N×10 logits (the tutorial's softmax is
 /// folded into the cross-entropy loss, which is the same objective and numerically safer).
 /// Weights start as Keras starts them: Glorot-uniform weights and zero biases.
+///
+/// Each max-pool runs before its ReLU: max and ReLU commute (ReLU is monotonic), so the outputs
+/// and gradients are those of the tutorial's conv → ReLU → pool, but the ReLU and its backward
+/// touch a quarter of the values. [`reference_forward`] is the tutorial's order, for tests.
 pub fn tutorial_cnn(root: &nn::Path) -> nn::Sequential {
     nn::seq()
         .add(keras_conv2d(root / "conv1", 1, 32, 3))
-        .add_fn(|x| x.relu())
-        .add_fn(|x| x.max_pool2d_default(2))
+        .add_fn(|x| x.max_pool2d_default(2).relu())
         .add(keras_conv2d(root / "conv2", 32, 64, 3))
-        .add_fn(|x| x.relu())
-        .add_fn(|x| x.max_pool2d_default(2))
+        .add_fn(|x| x.max_pool2d_default(2).relu())
         .add_fn(|x| x.flatten(1, -1))
         .add(keras_linear(root / "fc", 64 * 5 * 5, 10))
+}
+
+/// The tutorial network written out op by op in the tutorial's order (conv → ReLU → pool) on
+/// plain contiguous weights: the reference the optimised model is checked against.
+pub fn reference_forward(weights: &BTreeMap<String, Tensor>, images: &Tensor) -> Tensor {
+    let w = |name: &str| weights[name].contiguous();
+    let conv = |x: &Tensor, layer: &str| {
+        x.conv2d(
+            &w(&format!("{layer}.weight")),
+            Some(&w(&format!("{layer}.bias"))),
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            1,
+        )
+    };
+    let x = conv(images, "conv1").relu().max_pool2d_default(2);
+    let x = conv(&x, "conv2").relu().max_pool2d_default(2);
+    x.flatten(1, -1)
+        .linear(&w("fc.weight"), Some(&w("fc.bias")))
+}
+
+/// Stores the convolution kernels channels-last (NHWC strides, same values). Convolutions then
+/// produce channels-last activations, for which libtorch's CPU max-pool is about ten times
+/// faster than for NCHW (measured on [128, 32, 26, 26]: 0.7 ms against 9 ms) and oneDNN's
+/// convolutions avoid layout conversions.
+fn store_kernels_channels_last(vs: &nn::VarStore) {
+    tch::no_grad(|| {
+        for (name, mut variable) in vs.variables() {
+            if variable.dim() == 4 && name.ends_with("weight") {
+                let size = variable.size();
+                let (c, h, w) = (size[1], size[2], size[3]);
+                // Strides spelled out: with one input channel, a permuted copy would come
+                // back with contiguous strides, and libtorch would not see channels-last.
+                let channels_last = Tensor::empty_strided(
+                    &size,
+                    [c * h * w, 1, w * c, c],
+                    (variable.kind(), variable.device()),
+                );
+                let mut channels_last = channels_last;
+                channels_last.copy_(&variable);
+                variable.set_data(&channels_last);
+            }
+        }
+    });
 }
 
 /// Glorot (Xavier) uniform initialisation, Keras's default for kernels:
@@ -103,6 +150,7 @@ impl Classifier {
         let net: Box<dyn ModuleT> = match architecture {
             Architecture::Tutorial => Box::new(tutorial_cnn(&vs.root())),
         };
+        store_kernels_channels_last(&vs);
         Self {
             vs,
             net,
@@ -125,7 +173,24 @@ impl Classifier {
     /// Saves the weights atomically; the format follows the extension (`.safetensors`, else
     /// libtorch's `.ot`).
     pub fn save(&self, path: &Path) -> Result<()> {
-        fsutil::save_atomically(path, |temp| Ok(self.vs.save(temp)?))
+        // Contiguous copies: the kernels are stored channels-last, and safetensors writes a
+        // tensor's storage as it lies.
+        let tensors: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(name, t)| (name, t.detach().contiguous()))
+            .collect();
+        let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let safetensors = path.extension().is_some_and(|e| e == "safetensors");
+        fsutil::save_atomically(path, |temp| {
+            if safetensors {
+                Tensor::write_safetensors(&named, temp)?;
+            } else {
+                Tensor::save_multi(&named, temp)?;
+            }
+            Ok(())
+        })
     }
 
     pub fn device(&self) -> Device {
@@ -230,13 +295,59 @@ pub fn named_parameters(model: &Classifier) -> BTreeMap<String, Tensor> {
         .vs
         .variables()
         .into_iter()
-        .map(|(name, t)| (name, t.to_kind(Kind::Float).to_device(Device::Cpu).copy()))
+        .map(|(name, t)| {
+            // Contiguous (NCHW) copies: the kernels are stored channels-last, and writers such
+            // as safetensors take the storage as it lies.
+            let t = t.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
+            (name, t.copy())
+        })
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The speed-ups (pool before ReLU, channels-last kernels) must not change the numbers: on
+    /// the same batch the model's loss and every gradient equal those of the tutorial network
+    /// written out op by op on plain weights.
+    #[test]
+    fn the_optimised_network_gives_the_reference_loss_and_gradients() {
+        tch::manual_seed(3);
+        let model = Classifier::new(Architecture::Tutorial, Device::Cpu);
+        let variables = model.vs.variables();
+        assert_eq!(variables["conv2.weight"].stride(), [288, 1, 96, 32]);
+        assert_eq!(variables["conv1.weight"].stride(), [9, 1, 3, 1]);
+        // Real-valued inputs with negative pre-activations, so ReLU and pooling both matter.
+        let images = Tensor::rand([24, 1, 28, 28], (Kind::Float, Device::Cpu));
+        let labels = Tensor::randint(10, [24], (Kind::Int64, Device::Cpu));
+
+        let reference: BTreeMap<String, Tensor> = named_parameters(&model)
+            .into_iter()
+            .map(|(name, t)| (name, t.detach().set_requires_grad(true)))
+            .collect();
+        let reference_loss =
+            reference_forward(&reference, &images).cross_entropy_for_logits(&labels);
+        reference_loss.backward();
+        let loss = model
+            .forward(&images, true)
+            .cross_entropy_for_logits(&labels);
+        loss.backward();
+
+        let (a, b) = (loss.double_value(&[]), reference_loss.double_value(&[]));
+        assert!((a - b).abs() <= 1e-6 * b.abs(), "loss {a} vs reference {b}");
+        for (name, variable) in variables {
+            let grad = variable.grad();
+            let expected = reference[&name].grad();
+            let scale = expected.abs().max().double_value(&[]);
+            let diff = (&grad - &expected).abs().max().double_value(&[]);
+            assert!(scale > 0.0, "{name}: no gradient");
+            assert!(
+                diff <= 1e-5 * scale,
+                "{name}: gradient differs by {diff} (scale {scale})"
+            );
+        }
+    }
 
     #[test]
     fn tutorial_model_has_pytorch_names_and_shapes() {

@@ -61,10 +61,96 @@ impl fmt::Display for Freeze {
     }
 }
 
+/// A number of passes over the training data. A fractional count (1.5) ends with a partial
+/// epoch that trains on the first part of that epoch's shuffle.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Epochs(pub f64);
+
+impl Epochs {
+    /// How many epochs run, the partial one included.
+    pub fn count(self) -> usize {
+        self.0.ceil() as usize
+    }
+
+    /// Steps in `epoch` (from 1) when a whole epoch has `steps_per_epoch`.
+    pub fn steps_in(self, epoch: usize, steps_per_epoch: usize) -> usize {
+        let fraction = self.0 - (epoch - 1) as f64;
+        if fraction >= 1.0 {
+            steps_per_epoch
+        } else {
+            ((fraction * steps_per_epoch as f64).round() as usize).clamp(1, steps_per_epoch)
+        }
+    }
+
+    pub fn total_steps(self, steps_per_epoch: usize) -> usize {
+        (1..=self.count())
+            .map(|epoch| self.steps_in(epoch, steps_per_epoch))
+            .sum()
+    }
+}
+
+/// Whole counts are written as integers (`"epochs": 10`).
+impl Serialize for Epochs {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0.fract() == 0.0 {
+            serializer.serialize_u64(self.0 as u64)
+        } else {
+            serializer.serialize_f64(self.0)
+        }
+    }
+}
+
+impl fmt::Display for Epochs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::str::FromStr for Epochs {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.parse::<f64>() {
+            Ok(x) if x.is_finite() && x > 0.0 && x <= 100_000.0 => Ok(Self(x)),
+            Ok(_) => {
+                Err("must be a positive number of epochs (1.5 ends with half an epoch)".to_owned())
+            }
+            Err(_) => Err(format!("{s:?} is not a number")),
+        }
+    }
+}
+
+/// Named starting points for `train`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Recipe {
+    /// The Keras tutorial: 10 epochs, batch 32, Adam at 1e-3, constant rate.
+    Tutorial,
+    /// The least training time to 99% on MNIST with the same network: 1.3 epochs at batch
+    /// 128 (the batch size with the highest throughput on the CPU), a one-cycle schedule peaking
+    /// at 1e-2, label smoothing 0.1.
+    Fast,
+}
+
+impl Recipe {
+    pub fn options(self) -> TrainOptions {
+        match self {
+            Self::Tutorial => TrainOptions::default(),
+            Self::Fast => TrainOptions {
+                epochs: Epochs(1.3),
+                batch_size: 128,
+                learning_rate: 1e-2,
+                schedule: Schedule::Onecycle,
+                label_smoothing: 0.1,
+                ..TrainOptions::default()
+            },
+        }
+    }
+}
+
 /// The hyper-parameters of a training run. The defaults are the Keras tutorial's recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
-    pub epochs: usize,
+    pub epochs: Epochs,
     pub batch_size: usize,
     pub learning_rate: f64,
     pub seed: u64,
@@ -85,7 +171,7 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         Self {
-            epochs: 10,
+            epochs: Epochs(10.0),
             batch_size: 32,
             learning_rate: 1e-3,
             seed: 42,
@@ -207,13 +293,15 @@ pub fn fit(
     let schedule = ScheduleClock {
         schedule: options.schedule,
         base: options.learning_rate,
-        total_steps: steps_per_epoch * options.epochs,
+        total_steps: options.epochs.total_steps(steps_per_epoch),
     };
-    let mut records = Vec::with_capacity(options.epochs);
+    let epochs = options.epochs.count();
+    let mut records = Vec::with_capacity(epochs);
     let mut best: Option<(f64, usize, Vec<Tensor>)> = None;
     let mut stopped_early = false;
-    for epoch in 1..=options.epochs {
+    for epoch in 1..=epochs {
         let first_step = (epoch - 1) * steps_per_epoch;
+        let steps = options.epochs.steps_in(epoch, steps_per_epoch);
         let trained = train_one_epoch(
             model,
             &mut optimizer,
@@ -223,6 +311,7 @@ pub fn fit(
             &schedule,
             epoch,
             first_step,
+            steps,
         );
         // Score (and possibly save) the weights the run would deliver: the average, if kept.
         let raw = average.as_ref().map(|a| a.swap_in(model));
@@ -232,9 +321,9 @@ pub fn fit(
             train_loss: Some(trained.loss),
             scores,
             seconds: trained.seconds,
-            images_per_second: train.len() as f64 / trained.seconds,
+            images_per_second: trained.images as f64 / trained.seconds,
             learning_rate: schedule.at(first_step),
-            learning_rate_end: schedule.at(first_step + steps_per_epoch - 1),
+            learning_rate_end: schedule.at(first_step + steps - 1),
         };
         let choosing = options.choose_by_validation && scores.validation_accuracy.is_some();
         let is_best = match (scores.validation_accuracy, &best) {
@@ -242,8 +331,7 @@ pub fn fit(
             _ => true,
         };
         info!(
-            "epoch {epoch}/{}: train loss {:.4}, {}, lr {:.2e}→{:.2e}, {:.1} s, {:.0} images/s{}",
-            options.epochs,
+            "epoch {epoch}/{epochs}: train loss {:.4}, {}, lr {:.2e}→{:.2e}, {:.1} s, {:.0} images/s{}",
             trained.loss,
             scores.describe(),
             record.learning_rate,
@@ -267,8 +355,7 @@ pub fn fit(
         records.push(record);
         let best_epoch = best.as_ref().map_or(epoch, |b| b.1);
         if let Some(patience) = options.patience {
-            if eval.validation.is_some() && epoch - best_epoch >= patience && epoch < options.epochs
-            {
+            if eval.validation.is_some() && epoch - best_epoch >= patience && epoch < epochs {
                 info!("no better validation accuracy for {patience} epoch(s): stopping early");
                 stopped_early = true;
                 break;
@@ -368,11 +455,34 @@ impl ScheduleClock {
 }
 
 struct EpochResult {
+    /// Mean loss over the images trained on.
     loss: f64,
     seconds: f64,
+    images: usize,
 }
 
-/// One pass over the training set in the epoch's order.
+/// One optimisation step on a batch: forward, mean cross-entropy, backward, Adam update. The
+/// loss stays on the device (reading it back would wait for the device every step).
+pub fn train_step(
+    model: &Classifier,
+    optimizer: &mut nn::Optimizer,
+    images: &Tensor,
+    labels: &Tensor,
+    label_smoothing: f64,
+) -> Tensor {
+    let loss = model.forward(images, true).cross_entropy_loss::<Tensor>(
+        labels,
+        None,
+        Reduction::Mean,
+        -100,
+        label_smoothing,
+    );
+    optimizer.backward_step(&loss);
+    loss
+}
+
+/// One pass over the training set in the epoch's order (`steps` batches of it: fewer in a
+/// partial last epoch).
 #[allow(clippy::too_many_arguments)]
 fn train_one_epoch(
     model: &Classifier,
@@ -383,13 +493,17 @@ fn train_one_epoch(
     schedule: &ScheduleClock,
     epoch: usize,
     first_step: usize,
+    steps: usize,
 ) -> EpochResult {
     let device = model.device();
     let n = train.len();
     let order =
         Tensor::from_slice(&rng::epoch_permutation(n, options.seed, epoch)).to_device(device);
-    let steps = n.div_ceil(options.batch_size);
-    let bar = progress::steps_bar(steps as u64, &format!("epoch {epoch}/{}", options.epochs));
+    let bar = progress::steps_bar(
+        steps as u64,
+        &format!("epoch {epoch}/{}", options.epochs.count()),
+    );
+    let mut images_seen = 0;
     let ranges = AffineRanges::default();
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
     let started = Instant::now();
@@ -406,18 +520,12 @@ fn train_one_epoch(
             let mut rng = augment::step_rng(options.seed, epoch, step);
             images = augment::random_affine(&images, &ranges, &mut rng);
         }
-        let loss = model.forward(&images, true).cross_entropy_loss::<Tensor>(
-            &labels,
-            None,
-            Reduction::Mean,
-            -100,
-            options.label_smoothing,
-        );
-        optimizer.backward_step(&loss);
+        let loss = train_step(model, optimizer, &images, &labels, options.label_smoothing);
         if let Some(average) = average.as_deref_mut() {
             average.update(model);
         }
         loss_sum += loss.detach() * len as f64;
+        images_seen += len;
         let done = step + 1;
         if done % PROGRESS_EVERY == 0 || done == steps {
             let seen = (begin + len) as f64;
@@ -433,8 +541,9 @@ fn train_one_epoch(
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     EpochResult {
-        loss: loss_sum.double_value(&[]) / n as f64,
+        loss: loss_sum.double_value(&[]) / images_seen as f64,
         seconds,
+        images: images_seen,
     }
 }
 
@@ -457,7 +566,7 @@ mod tests {
 
     fn options(seed: u64) -> TrainOptions {
         TrainOptions {
-            epochs: 2,
+            epochs: Epochs(2.0),
             batch_size: 16,
             learning_rate: 3e-3,
             seed,
@@ -521,7 +630,7 @@ mod tests {
     fn patience_stops_when_validation_stops_improving() {
         // A learning rate of ~0 cannot improve on the first epoch's validation accuracy.
         let options = TrainOptions {
-            epochs: 6,
+            epochs: Epochs(6.0),
             learning_rate: 1e-12,
             patience: Some(2),
             choose_by_validation: true,

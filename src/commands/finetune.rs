@@ -4,7 +4,7 @@
 
 use super::session::{self, RunData, SessionArgs, Start};
 use crate::run;
-use crate::train::{Freeze, TrainOptions};
+use crate::train::{Epochs, Freeze, TrainOptions};
 use anyhow::{ensure, Result};
 use std::path::PathBuf;
 use tracing::{info, warn};
@@ -19,8 +19,8 @@ pub struct FinetuneArgs {
     pub from: PathBuf,
 
     /// Passes over the training data.
-    #[arg(long, default_value_t = 3, value_parser = super::at_least_one)]
-    pub epochs: usize,
+    #[arg(long, default_value = "3")]
+    pub epochs: Epochs,
 
     /// Adam's learning rate (the peak rate under a schedule).
     #[arg(long, default_value_t = 1e-4, value_parser = super::positive_finite, allow_negative_numbers = true)]
@@ -69,7 +69,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         freeze: args.freeze,
         choose_by_validation: true,
         patience: args.patience,
-        ..session.train_options(args.epochs, args.lr)
+        ..session.train_options(TrainOptions::default(), Some(args.epochs), Some(args.lr))
     };
     session::execute(
         "finetune",

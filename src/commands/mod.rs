@@ -1,6 +1,7 @@
 //! One module per subcommand. Each defines its flags (`clap::Args`) and a `run` function;
 //! `main.rs` only parses and dispatches.
 
+pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod export;
@@ -31,7 +32,13 @@ impl DeviceArgs {
     /// Applies the thread setting and resolves the device on this machine.
     pub fn resolve(&self) -> Result<tch::Device> {
         crate::runtime::apply_threads(self.threads)?;
-        self.device.resolve()
+        let device = self.device.resolve()?;
+        if device.is_cuda() {
+            // The shapes never change within a run, so cuDNN's one-off search for the fastest
+            // convolution algorithm pays for itself.
+            tch::Cuda::cudnn_set_benchmark(true);
+        }
+        Ok(device)
     }
 }
 

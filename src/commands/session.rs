@@ -8,7 +8,7 @@ use crate::model::Classifier;
 use crate::run::{self, DataDescription, FinalMetrics, RunConfig, RunDir, RunStatus};
 use crate::runtime;
 use crate::schedule::Schedule;
-use crate::train::{self, EpochRecord, EvalSets, Scores, TrainOptions};
+use crate::train::{self, EpochRecord, Epochs, EvalSets, Scores, TrainOptions};
 use anyhow::{ensure, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -29,9 +29,9 @@ pub struct SessionArgs {
     #[arg(long)]
     pub overwrite: bool,
 
-    /// Images per training step.
-    #[arg(long, default_value_t = 32, value_parser = super::at_least_one)]
-    pub batch_size: usize,
+    /// Images per training step [default: 32, or the recipe's].
+    #[arg(long, value_parser = super::at_least_one)]
+    pub batch_size: Option<usize>,
 
     #[command(flatten)]
     pub compute: super::DeviceArgs,
@@ -50,13 +50,13 @@ pub struct SessionArgs {
     #[arg(long)]
     pub augment: bool,
 
-    /// Learning-rate schedule over the run.
-    #[arg(long, value_enum, default_value_t = Schedule::Constant)]
-    pub schedule: Schedule,
+    /// Learning-rate schedule over the run [default: constant, or the recipe's].
+    #[arg(long, value_enum)]
+    pub schedule: Option<Schedule>,
 
-    /// Label smoothing of the cross-entropy (0 = none).
-    #[arg(long, default_value_t = 0.0, value_parser = fraction_below_one)]
-    pub label_smoothing: f64,
+    /// Label smoothing of the cross-entropy [default: 0 (none), or the recipe's].
+    #[arg(long, value_parser = fraction_below_one)]
+    pub label_smoothing: Option<f64>,
 
     /// Keep an exponential moving average of the weights with this decay per step (e.g. 0.999),
     /// and evaluate and save it instead of the raw weights.
@@ -74,18 +74,24 @@ pub struct SessionArgs {
 }
 
 impl SessionArgs {
-    /// The training options these flags set, for a run of `epochs` epochs at `learning_rate`.
-    pub fn train_options(&self, epochs: usize, learning_rate: f64) -> TrainOptions {
+    /// `base` (a recipe's settings) with every flag given here put over it, and `epochs` and
+    /// `learning_rate` when the command's own flags set them.
+    pub fn train_options(
+        &self,
+        base: TrainOptions,
+        epochs: Option<Epochs>,
+        learning_rate: Option<f64>,
+    ) -> TrainOptions {
         TrainOptions {
-            epochs,
-            batch_size: self.batch_size,
-            learning_rate,
+            epochs: epochs.unwrap_or(base.epochs),
+            batch_size: self.batch_size.unwrap_or(base.batch_size),
+            learning_rate: learning_rate.unwrap_or(base.learning_rate),
             seed: self.seed,
-            schedule: self.schedule,
-            augment: self.augment,
-            label_smoothing: self.label_smoothing,
-            weight_averaging: self.ema,
-            ..TrainOptions::default()
+            schedule: self.schedule.unwrap_or(base.schedule),
+            augment: self.augment || base.augment,
+            label_smoothing: self.label_smoothing.unwrap_or(base.label_smoothing),
+            weight_averaging: self.ema.or(base.weight_averaging),
+            ..base
         }
     }
 }

@@ -1,0 +1,159 @@
+//! Throughput measurements: training steps per second on the real data path, inference in
+//! large batches, and the latency of `predict` on one picture from process start.
+//!
+//! The training loop here is the one `train` runs ([`crate::train::train_step`] on batches taken
+//! by index from a per-epoch permutation of the data held on the device); only the bookkeeping
+//! around it (progress, evaluation) is left out.
+
+use crate::data::Split;
+use crate::model::{Architecture, Classifier};
+use crate::rng;
+use crate::train::train_step;
+use anyhow::{ensure, Context, Result};
+use serde::Serialize;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+/// The same fields as `scripts/bench_pytorch.py` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub implementation: String,
+    pub device: String,
+    pub threads: i32,
+    pub batch_size: usize,
+    pub train_steps: usize,
+    pub train_seconds: f64,
+    pub train_images_per_second: f64,
+    pub inference_images_per_second: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predict_latency_ms: Option<f64>,
+}
+
+/// Times `steps` training steps at `batch_size` after `warmup` untimed ones. Returns the
+/// elapsed seconds and the mean loss (read back once, at the end).
+pub fn time_training(
+    model: &Classifier,
+    train: &Split,
+    batch_size: usize,
+    warmup: usize,
+    steps: usize,
+) -> Result<(f64, f64)> {
+    ensure!(
+        train.len() >= batch_size,
+        "the training set is smaller than a batch"
+    );
+    let device = model.device();
+    let mut optimizer = nn::Adam::default().build(&model.vs, 1e-3)?;
+    let n = train.len();
+    let per_epoch = n / batch_size;
+    let mut order = Tensor::from_slice(&rng::epoch_permutation(n, 0, 1)).to_device(device);
+    let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
+    let mut started = Instant::now();
+    for step in 0..warmup + steps {
+        if step == warmup {
+            sync(device);
+            loss_sum = Tensor::zeros([], (Kind::Float, device));
+            started = Instant::now();
+        }
+        let within = step % per_epoch;
+        if within == 0 && step > 0 {
+            let epoch = 1 + step / per_epoch;
+            order = Tensor::from_slice(&rng::epoch_permutation(n, 0, epoch)).to_device(device);
+        }
+        let indices = order.narrow(0, (within * batch_size) as i64, batch_size as i64);
+        let images = train.images.index_select(0, &indices);
+        let labels = train.labels.index_select(0, &indices);
+        loss_sum += train_step(model, &mut optimizer, &images, &labels, 0.0).detach();
+    }
+    let mean_loss = loss_sum.double_value(&[]) / steps.max(1) as f64;
+    sync(device);
+    Ok((started.elapsed().as_secs_f64(), mean_loss))
+}
+
+/// Images per second classified in batches of 1000 without gradients (best of three passes).
+pub fn time_inference(model: &Classifier, images: &Tensor) -> f64 {
+    let device = model.device();
+    let n = images.size()[0];
+    let pass = || {
+        tch::no_grad(|| {
+            let mut start = 0;
+            while start < n {
+                let len = 1000.min(n - start);
+                let _ = model
+                    .forward(&images.narrow(0, start, len), false)
+                    .argmax(-1, false);
+                start += len;
+            }
+        });
+        sync(device);
+    };
+    pass();
+    (0..3)
+        .map(|_| {
+            let started = Instant::now();
+            pass();
+            n as f64 / started.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Median wall time of `mnist-cnn predict --model MODEL PICTURE` (three runs, CPU), from
+/// process start to exit.
+pub fn time_predict(binary: &Path, model: &Path, picture: &Path, threads: i32) -> Result<f64> {
+    let mut times: Vec<f64> = (0..3)
+        .map(|_| {
+            let started = Instant::now();
+            let output = Command::new(binary)
+                .args(["predict", "--device", "cpu", "--threads"])
+                .arg(threads.to_string())
+                .arg("--model")
+                .arg(model)
+                .arg(picture)
+                .env("RUST_LOG", "warn")
+                .output()
+                .with_context(|| format!("cannot run {}", binary.display()))?;
+            ensure!(
+                output.status.success(),
+                "predict failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            Ok(started.elapsed().as_secs_f64() * 1000.0)
+        })
+        .collect::<Result<_>>()?;
+    times.sort_by(f64::total_cmp);
+    Ok(times[1])
+}
+
+/// Saves `model` and one digit as a PNG in `dir`, for [`time_predict`].
+pub fn predict_inputs(
+    model: &Classifier,
+    digit: &Tensor,
+    dir: &Path,
+) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let model_path = dir.join("bench-model.ot");
+    model.save(&model_path)?;
+    let pixels = Vec::<f32>::try_from(
+        digit
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .flatten(0, -1),
+    )?;
+    let picture_path = dir.join("bench-digit.png");
+    crate::predict::save_field_png(&pixels, &picture_path, 1)?;
+    Ok((model_path, picture_path))
+}
+
+/// A fresh tutorial model for benchmarking (fixed seed).
+pub fn fresh_model(device: Device) -> Classifier {
+    tch::manual_seed(0);
+    Classifier::new(Architecture::Tutorial, device)
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
+    }
+}
