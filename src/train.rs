@@ -550,6 +550,22 @@ fn train_one_epoch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fractional_epochs_end_with_a_partial_epoch() {
+        let epochs: Epochs = "1.3".parse().unwrap();
+        assert_eq!(epochs.count(), 2);
+        assert_eq!(epochs.steps_in(1, 469), 469);
+        assert_eq!(epochs.steps_in(2, 469), 141);
+        assert_eq!(epochs.total_steps(469), 610);
+        assert_eq!(Epochs(2.0).total_steps(469), 938);
+        assert_eq!(Epochs(0.001).total_steps(469), 1, "at least one step");
+        for bad in ["0", "-1", "nan", "inf", "ten"] {
+            assert!(bad.parse::<Epochs>().is_err(), "{bad} accepted");
+        }
+        assert_eq!(serde_json::to_string(&Epochs(10.0)).unwrap(), "10");
+        assert_eq!(serde_json::to_string(&Epochs(1.5)).unwrap(), "1.5");
+    }
     use crate::model::{named_parameters, Architecture};
     use tch::Device;
 

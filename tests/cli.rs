@@ -735,3 +735,98 @@ fn export_writes_each_format_and_names_a_bad_destination() {
     ]);
     assert_clean_failure(&output, &["--format"]);
 }
+
+#[test]
+fn fractional_epochs_end_with_part_of_an_epoch_and_recipes_fill_unset_flags() {
+    let data = tempfile::tempdir().unwrap();
+    write_small_mnist(data.path(), 160, 40);
+    let runs = tempfile::tempdir().unwrap();
+    let out = runs.path().join("run");
+    let output = train_small(
+        data.path(),
+        &out,
+        &["--recipe", "fast", "--epochs", "1.5", "--no-report"],
+    );
+    assert_success(&output);
+    let config = read_json(&out.join("config.json"));
+    // The recipe's settings, except the epochs given on the command line.
+    assert_eq!(config["epochs"], 1.5);
+    assert_eq!(
+        config["batch_size"], 16,
+        "--batch-size 16 from the helper wins"
+    );
+    assert_eq!(config["schedule"], "onecycle");
+    assert_eq!(config["learning_rate"], 1e-2);
+    assert_eq!(config["label_smoothing"], 0.1);
+    let lines = read_json_lines(&out.join("metrics.jsonl"));
+    assert_eq!(
+        lines.len(),
+        2,
+        "1.5 epochs run two epochs, the second partial"
+    );
+    // 160 images at batch 16: 10 steps, then 5; the schedule spans the 15.
+    let onecycle = mnist_cnn::schedule::Schedule::Onecycle;
+    for (line, (first, last)) in lines.iter().zip([(0, 9), (10, 14)]) {
+        for (field, step) in [("learning_rate", first), ("learning_rate_end", last)] {
+            let expected = onecycle.learning_rate(1e-2, step, 15);
+            let got = line[field].as_f64().unwrap();
+            assert!(
+                (got - expected).abs() < 1e-12,
+                "{field} at step {step}: {got} vs {expected}"
+            );
+        }
+    }
+
+    let whole = runs.path().join("whole");
+    assert_success(&train_small(
+        data.path(),
+        &whole,
+        &["--epochs", "2", "--no-report"],
+    ));
+    assert_eq!(read_json(&whole.join("config.json"))["epochs"], 2);
+}
+
+#[test]
+fn bench_reports_throughput_and_latency_as_json() {
+    let data = tempfile::tempdir().unwrap();
+    write_small_mnist(data.path(), 64, 1000);
+    let output = mnist_cnn(&[
+        "bench",
+        "--data",
+        data.path().to_str().unwrap(),
+        "--batch-size",
+        "16",
+        "--steps",
+        "6",
+        "--warmup",
+        "2",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    assert_success(&output);
+    let result = stdout_json(&output);
+    assert_eq!(result["batch_size"], 16);
+    assert_eq!(result["train_steps"], 6);
+    assert_eq!(result["threads"], 1);
+    for field in [
+        "train_images_per_second",
+        "inference_images_per_second",
+        "predict_latency_ms",
+    ] {
+        let value = result[field].as_f64().unwrap_or(0.0);
+        assert!(value > 0.0 && value.is_finite(), "{field}: {value}");
+    }
+    let too_big = mnist_cnn(&[
+        "bench",
+        "--data",
+        data.path().to_str().unwrap(),
+        "--batch-size",
+        "100",
+        "--steps",
+        "1",
+    ]);
+    assert_clean_failure(&too_big, &["smaller than a batch"]);
+}
