@@ -14,7 +14,6 @@ use serde::Serialize;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
-use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
 /// The same fields as `scripts/bench_pytorch.py` prints.
@@ -46,7 +45,7 @@ pub fn time_training(
         "the training set is smaller than a batch"
     );
     let device = model.device();
-    let mut optimizer = nn::Adam::default().build(&model.vs, 1e-3)?;
+    let mut optimizer = crate::optim::Adam::new(&model.vs, 1e-3);
     let n = train.len();
     let per_epoch = n / batch_size;
     let mut order = Tensor::from_slice(&rng::epoch_permutation(n, 0, 1)).to_device(device);

@@ -91,6 +91,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_write_that_fails_midway_leaves_the_previous_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.ot");
+        write_bytes_atomically(&path, b"the previous checkpoint").unwrap();
+        // What a full disk looks like to the writer: some bytes go out, then ENOSPC.
+        let err = write_atomically(&path, |w| {
+            w.write_all(&[0u8; 4096])?;
+            Err(std::io::Error::from_raw_os_error(28).into())
+        })
+        .unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("model.ot") && message.contains("No space left"),
+            "{message}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), b"the previous checkpoint");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "left behind: {names:?}");
+    }
+
+    #[test]
     fn atomic_write_replaces_content_and_leaves_no_temporary_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.json");

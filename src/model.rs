@@ -212,15 +212,21 @@ impl Classifier {
 /// a compatible but wrong shape without complaint.)
 pub fn load_weights(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
     let tensors = read_checkpoint(path)?;
+    copy_weights(vs, &tensors)
+        .with_context(|| format!("checkpoint {} does not fit the model", path.display()))
+}
+
+/// Copies named tensors into the VarStore's variables, after checking that the names and
+/// shapes are exactly the model's.
+pub fn copy_weights(vs: &nn::VarStore, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
     let variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-    check_checkpoint_fits(&tensors, &variables)
-        .with_context(|| format!("checkpoint {} does not fit the model", path.display()))?;
+    check_checkpoint_fits(tensors, &variables)?;
     tch::no_grad(|| -> Result<()> {
         for (name, mut variable) in variables {
             let source = &tensors[&name];
             variable
                 .f_copy_(&source.to_kind(variable.kind()).to_device(variable.device()))
-                .with_context(|| format!("cannot copy tensor {name} from {}", path.display()))?;
+                .with_context(|| format!("cannot copy tensor {name}"))?;
         }
         Ok(())
     })

@@ -2,7 +2,8 @@
 //!
 //! - `model.ot`: the weights (libtorch VarStore format), saved after every epoch;
 //! - `metrics.jsonl`: one JSON line per epoch ([`EpochRecord`]);
-//! - `config.json`: everything needed to understand and reproduce the run ([`RunConfig`]).
+//! - `config.json`: everything needed to understand and reproduce the run ([`RunConfig`]);
+//! - `resume.ot`: the training state after the last completed epoch, for `train --resume`.
 //!
 //! Every file is replaced atomically, so a crash leaves the previous complete version.
 
@@ -16,6 +17,8 @@ use std::path::{Path, PathBuf};
 pub const MODEL_FILE: &str = "model.ot";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const CONFIG_FILE: &str = "config.json";
+/// The training state after the last completed epoch, for `train --resume`.
+pub const RESUME_FILE: &str = "resume.ot";
 
 /// The contents of `config.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +67,9 @@ pub struct DataDescription {
     pub split_seed: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub test_examples: Option<usize>,
+    /// `--limit`: only the first N training images were used.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +77,10 @@ pub struct DataDescription {
 pub enum RunStatus {
     Running,
     Completed,
+    /// Stopped by Ctrl-C or SIGTERM; the files hold the last completed epoch.
+    Interrupted,
+    /// Stopped by an error (a loss that stopped being finite, a failed write).
+    Failed,
 }
 
 /// The delivered model's figures (the chosen epoch's), repeated in `config.json`.

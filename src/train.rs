@@ -15,15 +15,19 @@
 
 use crate::augment::{self, AffineRanges};
 use crate::data::Split;
+use crate::interrupt::Interrupted;
 use crate::metrics::{self, Evaluation};
 use crate::model::Classifier;
+use crate::optim::Adam;
 use crate::schedule::Schedule;
 use crate::{progress, rng};
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
+use std::path::Path;
 use std::time::Instant;
-use tch::nn::{self, OptimizerConfig};
+
 use tch::{Kind, Reduction, Tensor};
 use tracing::info;
 
@@ -273,19 +277,41 @@ pub struct FitOutcome {
 /// one number back from the device.
 const PROGRESS_EVERY: usize = 50;
 
+/// Where an interrupted or finished run stands, for `train --resume`: the epoch records so far
+/// and the state saved after the last completed epoch (see [`save_state`]).
+pub struct Resume {
+    pub records: Vec<EpochRecord>,
+    pub state: BTreeMap<String, Tensor>,
+}
+
+/// The best epoch so far (by validation accuracy when choosing by it) and its weights.
+struct Best {
+    accuracy: f64,
+    epoch: usize,
+    weights: Vec<Tensor>,
+}
+
 /// Trains `model` on `train`, scoring `eval` after each epoch and handing each record to
 /// `after_epoch` together with whether that epoch is the best so far (the model then holds the
-/// weights to save). At the end the model holds the chosen epoch's weights.
+/// weights to save). After each epoch the full training state (weights, optimizer moments,
+/// weight average, best epoch) is written to `state_file`, so that a run can be resumed from
+/// it bit for bit. At the end the model holds the chosen epoch's weights.
+///
+/// Stops with an [`Interrupted`] error after the current step when SIGINT or SIGTERM arrives,
+/// and with an error when the loss stops being finite; in both cases the files written after the
+/// last completed epoch stay as they were.
 pub fn fit(
     model: &Classifier,
     train: &Split,
     eval: &EvalSets,
     options: &TrainOptions,
+    resume: Option<Resume>,
+    state_file: Option<&Path>,
     mut after_epoch: impl FnMut(&EpochRecord, bool) -> Result<()>,
 ) -> Result<FitOutcome> {
     ensure!(!train.is_empty(), "the training set is empty");
     freeze_parameters(model, options.freeze)?;
-    let mut optimizer = nn::Adam::default().build(&model.vs, options.learning_rate)?;
+    let mut optimizer = Adam::new(&model.vs, options.learning_rate);
     let mut average = options
         .weight_averaging
         .map(|decay| WeightAverage::new(model, decay));
@@ -297,10 +323,38 @@ pub fn fit(
     };
     let epochs = options.epochs.count();
     let mut records = Vec::with_capacity(epochs);
-    let mut best: Option<(f64, usize, Vec<Tensor>)> = None;
+    let mut best: Option<Best> = None;
+    let mut first_epoch = 1;
+    if let Some(resume) = resume {
+        let done = restore_state(
+            model,
+            &mut optimizer,
+            average.as_mut(),
+            &mut best,
+            &resume.state,
+        )?;
+        records = resume
+            .records
+            .into_iter()
+            .filter(|r| (1..=done).contains(&r.epoch))
+            .collect();
+        ensure!(
+            records.len() == done,
+            "metrics.jsonl holds {} of the {done} epochs the resume state has completed",
+            records.len()
+        );
+        ensure!(
+            done < epochs,
+            "the run has already completed {done} epochs; pass --epochs with a larger total to train further"
+        );
+        info!("resuming after epoch {done} of {epochs}");
+        first_epoch = done + 1;
+    }
     let mut stopped_early = false;
-    for epoch in 1..=epochs {
-        let first_step = (epoch - 1) * steps_per_epoch;
+    for epoch in first_epoch..=epochs {
+        let first_step = (0..epoch - 1)
+            .map(|e| options.epochs.steps_in(e + 1, steps_per_epoch))
+            .sum::<usize>();
         let steps = options.epochs.steps_in(epoch, steps_per_epoch);
         let trained = train_one_epoch(
             model,
@@ -312,7 +366,7 @@ pub fn fit(
             epoch,
             first_step,
             steps,
-        );
+        )?;
         // Score (and possibly save) the weights the run would deliver: the average, if kept.
         let raw = average.as_ref().map(|a| a.swap_in(model));
         let scores = Scores::evaluate(model, eval)?;
@@ -327,7 +381,7 @@ pub fn fit(
         };
         let choosing = options.choose_by_validation && scores.validation_accuracy.is_some();
         let is_best = match (scores.validation_accuracy, &best) {
-            (Some(acc), Some((best_acc, _, _))) if choosing => acc > *best_acc,
+            (Some(acc), Some(b)) if choosing => acc > b.accuracy,
             _ => true,
         };
         info!(
@@ -345,15 +399,28 @@ pub fn fit(
             }
         );
         if is_best {
-            let accuracy = scores.validation_accuracy.unwrap_or(0.0);
-            best = Some((accuracy, epoch, snapshot(model)));
+            best = Some(Best {
+                accuracy: scores.validation_accuracy.unwrap_or(0.0),
+                epoch,
+                weights: snapshot(model),
+            });
         }
         after_epoch(&record, is_best)?;
         if let (Some(raw), Some(average)) = (raw, average.as_ref()) {
             average.swap_out(model, raw);
         }
         records.push(record);
-        let best_epoch = best.as_ref().map_or(epoch, |b| b.1);
+        if let Some(path) = state_file {
+            save_state(
+                path,
+                epoch,
+                model,
+                &optimizer,
+                average.as_ref(),
+                best.as_ref(),
+            )?;
+        }
+        let best_epoch = best.as_ref().map_or(epoch, |b| b.epoch);
         if let Some(patience) = options.patience {
             if eval.validation.is_some() && epoch - best_epoch >= patience && epoch < epochs {
                 info!("no better validation accuracy for {patience} epoch(s): stopping early");
@@ -362,13 +429,85 @@ pub fn fit(
             }
         }
     }
-    let (_, chosen_epoch, weights) = best.expect("at least one epoch ran");
-    restore(model, &weights);
+    let best = best.expect("at least one epoch ran");
+    restore(model, &best.weights);
     Ok(FitOutcome {
         records,
-        chosen_epoch,
+        chosen_epoch: best.epoch,
         stopped_early,
     })
+}
+
+/// Writes the training state after `epoch` atomically, as one libtorch file of named tensors:
+/// `state.epoch`, `model.*` (the raw weights), `adam.*`, `ema.*` (the weight average, when kept),
+/// `best.epoch`, `best.accuracy` and `best.*` (the best epoch's weights).
+fn save_state(
+    path: &Path,
+    epoch: usize,
+    model: &Classifier,
+    optimizer: &Adam,
+    average: Option<&WeightAverage>,
+    best: Option<&Best>,
+) -> Result<()> {
+    let names = variable_names(model);
+    let mut tensors: Vec<(String, Tensor)> =
+        vec![("state.epoch".to_owned(), Tensor::from(epoch as i64))];
+    for (name, t) in names.iter().zip(ordered_variables(model)) {
+        tensors.push((format!("model.{name}"), t.detach().contiguous()));
+    }
+    tensors.extend(optimizer.state());
+    if let Some(average) = average {
+        for (name, t) in names.iter().zip(&average.shadow) {
+            tensors.push((format!("ema.{name}"), t.contiguous()));
+        }
+    }
+    if let Some(best) = best {
+        tensors.push(("best.epoch".to_owned(), Tensor::from(best.epoch as i64)));
+        tensors.push(("best.accuracy".to_owned(), Tensor::from(best.accuracy)));
+        for (name, t) in names.iter().zip(&best.weights) {
+            tensors.push((format!("best.{name}"), t.contiguous()));
+        }
+    }
+    let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    crate::fsutil::save_atomically(path, |temp| Ok(Tensor::save_multi(&named, temp)?))
+}
+
+/// Puts a saved state back; returns the number of epochs it had completed.
+fn restore_state(
+    model: &Classifier,
+    optimizer: &mut Adam,
+    average: Option<&mut WeightAverage>,
+    best: &mut Option<Best>,
+    state: &BTreeMap<String, Tensor>,
+) -> Result<usize> {
+    let get = |key: &str| {
+        state
+            .get(key)
+            .with_context(|| format!("the resume state has no {key}"))
+    };
+    let done = get("state.epoch")?.int64_value(&[]) as usize;
+    let prefixed = |prefix: &str| -> Result<Vec<Tensor>> {
+        variable_names(model)
+            .iter()
+            .map(|name| Ok(get(&format!("{prefix}.{name}"))?.shallow_clone()))
+            .collect()
+    };
+    restore(model, &prefixed("model")?);
+    optimizer.load_state(state)?;
+    if let Some(average) = average {
+        let shadow = prefixed("ema").context("the run kept a weight average (--ema)")?;
+        tch::no_grad(|| {
+            for (mine, saved) in average.shadow.iter_mut().zip(&shadow) {
+                mine.copy_(saved);
+            }
+        });
+    }
+    *best = Some(Best {
+        epoch: get("best.epoch")?.int64_value(&[]) as usize,
+        accuracy: get("best.accuracy")?.double_value(&[]),
+        weights: prefixed("best")?.iter().map(|t| t.copy()).collect(),
+    });
+    Ok(done)
 }
 
 /// Turns off gradients for the frozen parameters; Adam skips parameters without a gradient,
@@ -398,6 +537,12 @@ fn restore(model: &Classifier, weights: &[Tensor]) {
             variable.copy_(saved);
         }
     });
+}
+
+fn variable_names(model: &Classifier) -> Vec<String> {
+    let mut names: Vec<String> = model.vs.variables().into_keys().collect();
+    names.sort();
+    names
 }
 
 fn ordered_variables(model: &Classifier) -> Vec<Tensor> {
@@ -465,7 +610,7 @@ struct EpochResult {
 /// loss stays on the device (reading it back would wait for the device every step).
 pub fn train_step(
     model: &Classifier,
-    optimizer: &mut nn::Optimizer,
+    optimizer: &mut Adam,
     images: &Tensor,
     labels: &Tensor,
     label_smoothing: f64,
@@ -486,7 +631,7 @@ pub fn train_step(
 #[allow(clippy::too_many_arguments)]
 fn train_one_epoch(
     model: &Classifier,
-    optimizer: &mut nn::Optimizer,
+    optimizer: &mut Adam,
     mut average: Option<&mut WeightAverage>,
     train: &Split,
     options: &TrainOptions,
@@ -494,7 +639,7 @@ fn train_one_epoch(
     epoch: usize,
     first_step: usize,
     steps: usize,
-) -> EpochResult {
+) -> Result<EpochResult> {
     let device = model.device();
     let n = train.len();
     let order =
@@ -530,21 +675,27 @@ fn train_one_epoch(
         if done % PROGRESS_EVERY == 0 || done == steps {
             let seen = (begin + len) as f64;
             let elapsed = started.elapsed().as_secs_f64();
+            let mean_loss = loss_sum.double_value(&[]) / seen;
+            ensure!(
+                mean_loss.is_finite(),
+                "the training loss became {mean_loss} in epoch {epoch} (by step {done} of {steps}); \
+                 stopping. The run folder keeps the last completed epoch; a lower --lr usually helps"
+            );
             bar.set_position(done as u64);
-            bar.set_message(format!(
-                "loss {:.4}  {:.0} img/s",
-                loss_sum.double_value(&[]) / seen,
-                seen / elapsed
-            ));
+            bar.set_message(format!("loss {mean_loss:.4}  {:.0} img/s", seen / elapsed));
+        }
+        if let Some(signal) = crate::interrupt::requested() {
+            bar.finish_and_clear();
+            return Err(Interrupted { signal, epoch }.into());
         }
     }
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    EpochResult {
+    Ok(EpochResult {
         loss: loss_sum.double_value(&[]) / images_seen as f64,
         seconds,
         images: images_seen,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -600,7 +751,7 @@ mod tests {
             validation: Some(&validation),
             test: None,
         };
-        let outcome = fit(&model, &data, &sets, options, |_, _| Ok(())).unwrap();
+        let outcome = fit(&model, &data, &sets, options, None, None, |_, _| Ok(())).unwrap();
         (model, outcome)
     }
 
@@ -627,7 +778,16 @@ mod tests {
                 schedule: Schedule::Cosine,
                 ..options(2)
             };
-            fit(&model, &data, &EvalSets::default(), &options, |_, _| Ok(())).unwrap();
+            fit(
+                &model,
+                &data,
+                &EvalSets::default(),
+                &options,
+                None,
+                None,
+                |_, _| Ok(()),
+            )
+            .unwrap();
             let after = named_parameters(&model);
             for (name, tensor) in &before {
                 let unchanged = tensor.equal(&after[name]);
@@ -683,7 +843,16 @@ mod tests {
             weight_averaging: Some(1.0),
             ..options(5)
         };
-        let outcome = fit(&model, &data, &EvalSets::default(), &options, |_, _| Ok(())).unwrap();
+        let outcome = fit(
+            &model,
+            &data,
+            &EvalSets::default(),
+            &options,
+            None,
+            None,
+            |_, _| Ok(()),
+        )
+        .unwrap();
         assert!(outcome.records[1].train_loss.unwrap() < outcome.records[0].train_loss.unwrap());
         let delivered = named_parameters(&model);
         for (name, tensor) in &start {

@@ -135,7 +135,8 @@ fn train_writes_a_complete_run_folder_and_eval_reads_it() {
             "metrics.jsonl",
             "mistakes.png",
             "model.ot",
-            "report.html"
+            "report.html",
+            "resume.ot"
         ]
     );
 
@@ -259,7 +260,13 @@ fn bad_flags_are_refused_before_anything_is_written() {
             vec!["--batch-size", "at least 1"],
         ),
         (vec!["--epochs", "0"], vec!["--epochs"]),
+        (
+            vec!["--epochs", "NaN"],
+            vec!["--epochs", "positive number of epochs"],
+        ),
+        (vec!["--epochs", "-1"], vec!["--epochs"]),
         (vec!["--lr", "NaN"], vec!["--lr", "positive"]),
+        (vec!["--lr", "inf"], vec!["--lr", "positive"]),
         (vec!["--lr", "-0.001"], vec!["--lr", "positive"]),
         (vec!["--lr", "0"], vec!["--lr"]),
         (vec!["--device", "tpu"], vec!["--device", "tpu"]),

@@ -143,7 +143,7 @@ fn report_rebuilds_the_files_and_no_report_skips_them() {
     ));
     assert_eq!(
         file_names(&run),
-        ["config.json", "metrics.jsonl", "model.ot"]
+        ["config.json", "metrics.jsonl", "model.ot", "resume.ot"]
     );
 
     let output = mnist_cnn(&["report", run.to_str().unwrap(), "--json"]);

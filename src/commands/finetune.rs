@@ -19,7 +19,7 @@ pub struct FinetuneArgs {
     pub from: PathBuf,
 
     /// Passes over the training data.
-    #[arg(long, default_value = "3")]
+    #[arg(long, default_value = "3", allow_negative_numbers = true)]
     pub epochs: Epochs,
 
     /// Adam's learning rate (the peak rate under a schedule).

@@ -150,14 +150,16 @@ impl RunData {
             }
             None => (train, None),
         };
-        Ok(Self::new(
+        let mut data = Self::new(
             train,
             held_out,
             Some(mnist.test),
             &args.data,
             "mnist",
             validation,
-        ))
+        );
+        data.description.limit = args.limit;
+        Ok(data)
     }
 
     /// A labelled picture folder, split into training and validation (stratified).
@@ -180,14 +182,16 @@ impl RunData {
             dir.display(),
             pictures.len()
         );
-        Ok(Self::new(
+        let mut data = Self::new(
             train,
             Some(validation),
             None,
             dir,
             "images",
             Some((validation_split, args.seed)),
-        ))
+        );
+        data.description.limit = args.limit;
+        Ok(data)
     }
 
     fn new(
@@ -206,6 +210,7 @@ impl RunData {
             validation_split: split.map(|v| v.0),
             split_seed: split.map(|v| v.1),
             test_examples: test.as_ref().map(Split::len),
+            limit: None,
         };
         Self {
             train,
@@ -231,6 +236,15 @@ pub enum Start<'a> {
     Fresh(crate::model::Architecture),
     /// A checkpoint to fine-tune.
     Checkpoint(&'a Path),
+    /// An interrupted or finished run to continue: its config, its metrics and its resume
+    /// state.
+    Resume(Box<ResumeFrom>),
+}
+
+pub struct ResumeFrom {
+    pub config: RunConfig,
+    pub records: Vec<EpochRecord>,
+    pub state: std::collections::BTreeMap<String, tch::Tensor>,
 }
 
 /// The `--json` summary of a finished run.
@@ -275,20 +289,23 @@ pub fn execute(
     options: TrainOptions,
 ) -> Result<()> {
     let data = data.into_device(device);
-    let model = match start {
+    let (model, parent, resume) = match start {
         Start::Fresh(architecture) => {
             tch::manual_seed(args.seed as i64);
-            Classifier::new(architecture, device)
+            (Classifier::new(architecture, device), None, None)
         }
-        Start::Checkpoint(path) => {
-            Classifier::load(crate::model::Architecture::Tutorial, path, device)?
+        Start::Checkpoint(path) => (
+            Classifier::load(crate::model::Architecture::Tutorial, path, device)?,
+            Some(path.to_owned()),
+            None,
+        ),
+        Start::Resume(from) => {
+            let model = Classifier::new(from.config.architecture, device);
+            let parent = from.config.parent.clone();
+            (model, parent, Some(*from))
         }
     };
-    let parent = match start {
-        Start::Checkpoint(path) => Some(path.to_owned()),
-        Start::Fresh(_) => None,
-    };
-    let run_dir = RunDir::create(args.out.as_deref(), args.overwrite)?;
+    let run_dir = RunDir::create(args.out.as_deref(), args.overwrite || resume.is_some())?;
     let sets = EvalSets {
         validation: data.validation.as_ref(),
         test: data.test.as_ref(),
@@ -314,7 +331,27 @@ pub fn execute(
         final_metrics: None,
     };
     let mut records: Vec<EpochRecord> = Vec::new();
-    if let Some(parent) = &parent {
+    let mut fit_resume = None;
+    if let Some(from) = resume {
+        // The run's own history: its start time, its starting scores, its epochs so far.
+        config.command = from.config.command.clone();
+        config.started_at = from.config.started_at.clone();
+        config.before = from.config.before;
+        let done = from
+            .state
+            .get("state.epoch")
+            .map_or(0, |t| t.int64_value(&[]) as usize);
+        records = from
+            .records
+            .iter()
+            .filter(|r| r.epoch <= done)
+            .cloned()
+            .collect();
+        fit_resume = Some(train::Resume {
+            records: from.records,
+            state: from.state,
+        });
+    } else if let Some(parent) = &parent {
         let before = Scores::evaluate(&model, &sets)?;
         info!(
             "starting checkpoint {}: {}",
@@ -352,13 +389,47 @@ pub fn execute(
         run_dir.path().display()
     );
 
-    let outcome = train::fit(&model, &data.train, &sets, &options, |record, is_best| {
-        records.push(record.clone());
-        if is_best {
-            model.save(&run_dir.model_path())?;
+    crate::interrupt::install()?;
+    let state_file = run_dir.path().join(run::RESUME_FILE);
+    let fitted = train::fit(
+        &model,
+        &data.train,
+        &sets,
+        &options,
+        fit_resume,
+        Some(&state_file),
+        |record: &EpochRecord, is_best: bool| {
+            records.push(record.clone());
+            if is_best {
+                model.save(&run_dir.model_path())?;
+            }
+            run_dir.write_metrics(&records)
+        },
+    );
+    let outcome = match fitted {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            let interrupted = err
+                .downcast_ref::<crate::interrupt::Interrupted>()
+                .is_some();
+            config.status = if interrupted {
+                RunStatus::Interrupted
+            } else {
+                RunStatus::Failed
+            };
+            config.finished_at = Some(run::now_utc());
+            run_dir.write_config(&config)?;
+            let kept = records.iter().map(|r| r.epoch).max().unwrap_or(0);
+            warn!(
+                "{}: the run folder {} keeps epoch {kept} (model.ot, metrics.jsonl, {}); continue it with `mnist-cnn train --resume {}`",
+                if interrupted { "stopped" } else { "failed" },
+                run_dir.path().display(),
+                run::RESUME_FILE,
+                run_dir.path().display()
+            );
+            return Err(err);
         }
-        run_dir.write_metrics(&records)
-    })?;
+    };
 
     let final_metrics = FinalMetrics::from_outcome(&outcome);
     if let Some(before) = &config.before {

@@ -1,9 +1,12 @@
 //! `mnist-cnn train`: train the tutorial CNN from scratch and leave a run folder behind.
 
 use super::session::{self, RunData, SessionArgs, Start};
+use crate::model;
 use crate::model::Architecture;
+use crate::run::{self, RESUME_FILE};
 use crate::train::{Epochs, Recipe};
-use anyhow::Result;
+use anyhow::{bail, ensure, Context, Result};
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -15,7 +18,7 @@ pub struct TrainArgs {
 
     /// Passes over the training set; a fraction (1.5) ends with part of an epoch [default: 10,
     /// or the recipe's].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub epochs: Option<Epochs>,
 
     /// Adam's learning rate, the peak rate under a schedule [default: 1e-3, or the recipe's].
@@ -29,11 +32,20 @@ pub struct TrainArgs {
     #[arg(long, value_parser = session::validation_fraction)]
     pub val_split: Option<f64>,
 
+    /// Continue the run in RUN_DIR (interrupted, or finished and to be extended with a larger
+    /// --epochs) from its last completed epoch, with its own settings, data and random state;
+    /// on the CPU with the same thread count it ends bit-identical to an uninterrupted run.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["recipe", "lr", "val_split"])]
+    pub resume: Option<PathBuf>,
+
     #[command(flatten)]
     pub session: SessionArgs,
 }
 
 pub fn run(args: &TrainArgs) -> Result<()> {
+    if let Some(dir) = &args.resume {
+        return resume(dir, args);
+    }
     let session = &args.session;
     let device = session::prepare(session)?;
     let data = RunData::mnist(session, args.val_split.map(|f| (f, session.seed)))?;
@@ -45,6 +57,79 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         device,
         data,
         Start::Fresh(Architecture::Tutorial),
+        options,
+    )
+}
+
+/// `train --resume RUN_DIR`: the run's config gives the settings and the data, its metrics the
+/// epochs so far, and resume.ot the state after the last completed epoch.
+fn resume(dir: &Path, args: &TrainArgs) -> Result<()> {
+    let given = &args.session;
+    if given.batch_size.is_some()
+        || given.schedule.is_some()
+        || given.label_smoothing.is_some()
+        || given.ema.is_some()
+        || given.augment
+        || given.limit.is_some()
+    {
+        bail!(
+            "--resume {}: the run continues with its own settings; only --epochs, --device, \
+             --threads, --json and --no-report may be given with it",
+            dir.display()
+        );
+    }
+    let config = crate::report::read_config(dir)?;
+    let state_path = dir.join(RESUME_FILE);
+    ensure!(
+        state_path.is_file(),
+        "--resume {}: no {RESUME_FILE} (the run never completed an epoch, or was made by an older \
+         version)",
+        dir.display()
+    );
+    let state = model::read_checkpoint(&state_path)?;
+    let records = run::read_metrics(&dir.join(run::METRICS_FILE))?;
+    let mut options = config.options.clone();
+    if let Some(epochs) = args.epochs {
+        options.epochs = epochs;
+    }
+    // The run's own data and settings; device, threads and output flags from this command.
+    let mut session = given.clone();
+    session.data = config.data.source.clone();
+    session.out = Some(dir.to_owned());
+    session.seed = options.seed;
+    session.limit = config.data.limit;
+    if session.compute.threads.is_none() && config.device == "cpu" {
+        // The same thread count keeps the CPU run bit-identical.
+        session.compute.threads = usize::try_from(config.threads).ok();
+    }
+    let device = session::prepare(&session)?;
+    let validation = config.data.validation_split.zip(config.data.split_seed);
+    let data = match config.data.kind.as_str() {
+        "mnist" => RunData::mnist(&session, validation)?,
+        "images" => {
+            let (fraction, seed) =
+                validation.context("the run's config has no validation split")?;
+            session.seed = seed;
+            let data = RunData::images(&config.data.source, &session, fraction)?;
+            session.seed = options.seed;
+            data
+        }
+        other => bail!(
+            "--resume {}: unknown data kind {other:?} in config.json",
+            dir.display()
+        ),
+    };
+    let command = config.command.clone();
+    session::execute(
+        &command,
+        &session,
+        device,
+        data,
+        Start::Resume(Box::new(session::ResumeFrom {
+            config,
+            records,
+            state,
+        })),
         options,
     )
 }
