@@ -45,14 +45,29 @@ pub fn decode(path: &Path) -> Result<Grey> {
     let metadata = fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?;
     ensure!(metadata.is_file(), "{} is not a file", path.display());
     ensure!(metadata.len() > 0, "{} is an empty file", path.display());
-    let mut reader = image::ImageReader::open(path)
+    let reader = image::ImageReader::open(path)
         .with_context(|| format!("cannot open {}", path.display()))?
         .with_guessed_format()
         .with_context(|| format!("cannot read {}", path.display()))?;
+    decode_reader(reader, &path.display().to_string())
+}
+
+/// [`decode`] for a picture already in memory (`name` is used in messages).
+pub fn decode_bytes(bytes: &[u8], name: &str) -> Result<Grey> {
+    ensure!(!bytes.is_empty(), "{name} is an empty file");
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .with_context(|| format!("cannot read {name}"))?;
+    decode_reader(reader, name)
+}
+
+fn decode_reader<R: std::io::BufRead + std::io::Seek>(
+    mut reader: image::ImageReader<R>,
+    name: &str,
+) -> Result<Grey> {
     ensure!(
         reader.format().is_some(),
-        "{} is not a {FORMATS} picture",
-        path.display()
+        "{name} is not a {FORMATS} picture"
     );
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
@@ -61,18 +76,16 @@ pub fn decode(path: &Path) -> Result<Grey> {
     reader.limits(limits);
     let mut picture = reader.decode().map_err(|e| match e {
         image::ImageError::Limits(_) => anyhow::anyhow!(
-            "cannot decode {}: the picture is larger than this tool accepts ({MAX_SIDE} px a \
+            "cannot decode {name}: the picture is larger than this tool accepts ({MAX_SIDE} px a \
              side, {} MiB decoded)",
-            path.display(),
             MAX_DECODE_BYTES >> 20
         ),
         // The decoder's error repeats its cause in its source chain: show it once.
-        e => anyhow::anyhow!("cannot decode {}: {e}", path.display()),
+        e => anyhow::anyhow!("cannot decode {name}: {e}"),
     })?;
     ensure!(
         picture.width() > 0 && picture.height() > 0,
-        "{} is an empty ({}×{}) picture",
-        path.display(),
+        "{name} is an empty ({}×{}) picture",
         picture.width(),
         picture.height()
     );

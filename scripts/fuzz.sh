@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Fuzzes the idx validator and picture decoding/preprocessing with cargo-fuzz (libFuzzer), each
+# for SECONDS (default 300), starting from small seed corpora generated here (not committed).
+#
+#   scripts/fuzz.sh [SECONDS]
+#
+# Needs a nightly toolchain (`rustup toolchain install nightly`) and cargo-fuzz
+# (`cargo install cargo-fuzz`). Crashes, if any, are written to fuzz/artifacts/.
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+
+ensure_libtorch
+SECONDS_EACH=${1:-300}
+cd "$REPO_ROOT"
+
+log "fuzz: generating seed corpora in fuzz/corpus"
+python3 - <<'PY'
+import os, struct, zlib
+root = "fuzz/corpus"
+for target in ("idx", "picture"):
+    os.makedirs(os.path.join(root, target), exist_ok=True)
+
+def idx_images(count, rows=28, cols=28):
+    return struct.pack(">IIII", 0x803, count, rows, cols) + bytes((i * 37) % 256 for i in range(count * rows * cols))
+
+def idx_labels(labels):
+    return struct.pack(">II", 0x801, len(labels)) + bytes(labels)
+
+seeds = {
+    "images-2": idx_images(2), "images-0": idx_images(0), "images-27x28": idx_images(1, 27, 28),
+    "labels-3": idx_labels([0, 9, 5]), "labels-bad": idx_labels([10, 255]),
+    "huge-count": struct.pack(">IIII", 0x803, 0xFFFFFFFF, 28, 28),
+}
+for name, data in seeds.items():
+    open(os.path.join(root, "idx", name), "wb").write(data)
+
+def png(width, height, pixel, colour_type=0, depth=8):
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour_type]
+    rows = b"".join(b"\0" + bytes(v for x in range(width) for v in pixel(x, y)[:channels]) for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+bar = lambda x, y: (20, 20, 20, 255) if 8 <= x < 12 and 4 <= y < 28 else (230, 230, 230, 0)
+pictures = {
+    "grey.png": png(20, 32, bar), "rgb.png": png(20, 32, bar, 2), "alpha.png": png(20, 32, bar, 6),
+    "blank.png": png(8, 8, lambda x, y: (200, 200, 200, 255)),
+    "bomb.png": png(1, 1, bar)[:16] + struct.pack(">II", 100000, 100000) + png(1, 1, bar)[24:],
+}
+for name, data in pictures.items():
+    open(os.path.join(root, "picture", name), "wb").write(data)
+PY
+
+for target in idx picture; do
+  log "fuzz: $target for $SECONDS_EACH s"
+  (cd fuzz && cargo +nightly fuzz run "$target" --fuzz-dir . -s none "corpus/$target" -- \
+    -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -max_len=1048576)
+done
