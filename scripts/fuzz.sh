@@ -51,6 +51,10 @@ for name, data in pictures.items():
     open(os.path.join(root, "picture", name), "wb").write(data)
 PY
 
+# The fuzz binaries link libtorch (through the library crate) without the main binary's rpath.
+TORCH_LIB=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
 for target in idx picture; do
   log "fuzz: $target for $SECONDS_EACH s"
   (cd fuzz && cargo +nightly fuzz run "$target" --fuzz-dir . -s none "corpus/$target" -- \
