@@ -23,20 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-
-class MnistCnn(nn.Module):
-    """The tutorial CNN with the tool's parameter names (conv1, conv2, fc)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3)
-        self.conv2 = nn.Conv2d(32, 64, 3)
-        self.fc = nn.Linear(64 * 5 * 5, 10)
-
-    def forward(self, x):
-        x = torch.max_pool2d(torch.relu(self.conv1(x)), 2)
-        x = torch.max_pool2d(torch.relu(self.conv2(x)), 2)
-        return self.fc(torch.flatten(x, 1))
+# The same module as the interop script (same names, same forward), not a second copy.
+from pytorch_interop import MnistCnn
 
 
 def read_idx_images(path):
@@ -110,7 +98,7 @@ def sync(device):
 LATENCY_PROGRAM = """
 import sys, numpy as np, torch
 sys.path.insert(0, {scripts!r})
-from bench_pytorch import MnistCnn
+from pytorch_interop import MnistCnn
 torch.set_num_threads({threads})
 model = MnistCnn()
 model.load_state_dict(torch.load({weights!r}))

@@ -7,30 +7,6 @@ use mnist_cnn::data::idx::build;
 use std::fs;
 use std::path::Path;
 
-/// Trains on a small generated dataset: one epoch, batch 16, CPU, one thread, unless `extra`
-/// sets those flags itself.
-fn train_small(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    for (flag, value) in [
-        ("--epochs", "1"),
-        ("--batch-size", "16"),
-        ("--device", "cpu"),
-        ("--threads", "1"),
-    ] {
-        if !extra.contains(&flag) {
-            args.extend([flag, value]);
-        }
-    }
-    args.extend_from_slice(extra);
-    mnist_cnn(&args)
-}
-
 #[test]
 fn help_lists_every_subcommand() {
     let output = mnist_cnn(&["--help"]);

@@ -10,24 +10,6 @@ use std::path::Path;
 
 const PICTURES: [&str; 4] = ["curves.png", "confusion.png", "mistakes.png", "filters.png"];
 
-fn train_small(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--batch-size",
-        "16",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-    ];
-    args.extend_from_slice(extra);
-    mnist_cnn(&args)
-}
-
 fn png_size(path: &Path) -> (u32, u32) {
     let picture = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (picture.width(), picture.height())

@@ -91,6 +91,30 @@ pub fn train_on_real_mnist(out: &Path, extra: &[&str]) -> Output {
     output
 }
 
+/// Trains on a small generated dataset: one epoch, batch 16, CPU, one thread, unless `extra`
+/// sets those flags itself.
+pub fn train_small(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    for (flag, value) in [
+        ("--epochs", "1"),
+        ("--batch-size", "16"),
+        ("--device", "cpu"),
+        ("--threads", "1"),
+    ] {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
+    args.extend_from_slice(extra);
+    mnist_cnn(&args)
+}
+
 /// A digit-like pattern for generated images: label `l` lights row band `2 + 2l`, plus a
 /// little texture so images differ.
 pub fn pattern_image(index: usize, label: u8, pixel: usize) -> u8 {
