@@ -64,7 +64,7 @@ impl ReportData {
                         )
                     })?
                     .test;
-                let description = format!("the MNIST test set ({} digits)", test.len());
+                let description = mnist_test_description(test.len());
                 (test, description)
             }
             Self::Images(dir) => {
@@ -84,7 +84,10 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     let device = args.compute.resolve()?;
     let config = report::read_config(&args.run_dir)?;
     let data = ReportData::choose(args.data.as_deref(), args.images.as_deref(), &config);
-    let summary = write(&args.run_dir, &data, device)?;
+    let model_path = args.run_dir.join(MODEL_FILE);
+    let model = Classifier::load(Architecture::Tutorial, &model_path, device)
+        .with_context(|| format!("the run's checkpoint {}", model_path.display()))?;
+    let summary = write(&args.run_dir, &data, &model)?;
     if args.json {
         return super::print_json(&summary);
     }
@@ -103,11 +106,13 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     Ok(())
 }
 
-/// Loads the run's model.ot and `data`, and writes the report.
-pub fn write(run_dir: &Path, data: &ReportData, device: tch::Device) -> Result<ReportSummary> {
-    let model_path = run_dir.join(MODEL_FILE);
-    let model = Classifier::load(Architecture::Tutorial, &model_path, device)
-        .with_context(|| format!("the run's checkpoint {}", model_path.display()))?;
+/// How a report names the MNIST test set it was computed on.
+pub fn mnist_test_description(digits: usize) -> String {
+    format!("the MNIST test set ({digits} digits)")
+}
+
+/// Loads `data` and writes the report of `model` into `run_dir`.
+pub fn write(run_dir: &Path, data: &ReportData, model: &Classifier) -> Result<ReportSummary> {
     let (split, description) = data.load()?;
-    report::write_report(run_dir, &model, &split, &description)
+    report::write_report(run_dir, model, &split, &description)
 }

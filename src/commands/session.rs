@@ -258,11 +258,19 @@ struct RunSummary<'a> {
     final_metrics: &'a FinalMetrics,
 }
 
-/// Writes the run's report. The run itself is complete and saved by then, so a report that
+/// Writes the run's report from the model and data already in memory (the model holds the
+/// delivered weights, those of model.ot); a picture-folder run is reported on the whole folder,
+/// as `mnist-cnn report` does. The run itself is complete and saved by then, so a report that
 /// cannot be written is a warning that says how to retry, not a failed run.
-fn write_report(run_dir: &Path, config: &RunConfig, device: Device) {
-    let data = super::report::ReportData::choose(None, None, config);
-    match super::report::write(run_dir, &data, device) {
+fn write_report(run_dir: &Path, config: &RunConfig, model: &Classifier, test: Option<&Split>) {
+    use super::report::{mnist_test_description, write, ReportData};
+    let written = match test {
+        Some(test) => {
+            crate::report::write_report(run_dir, model, test, &mnist_test_description(test.len()))
+        }
+        None => write(run_dir, &ReportData::choose(None, None, config), model),
+    };
+    match written {
         Ok(summary) => info!(
             "report: {}",
             summary.run_dir.join(crate::report::HTML_FILE).display()
@@ -446,7 +454,7 @@ pub fn execute(
     run_dir.write_config(&config)?;
     info!("run saved in {}", run_dir.path().display());
     if !args.no_report {
-        write_report(run_dir.path(), &config, device);
+        write_report(run_dir.path(), &config, &model, data.test.as_ref());
     }
     if args.json {
         return super::print_json(&RunSummary {
