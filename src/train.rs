@@ -284,6 +284,17 @@ pub struct Resume {
     pub state: BTreeMap<String, Tensor>,
 }
 
+impl Resume {
+    /// The epochs the saved state had completed (`state.epoch`).
+    pub fn completed_epochs(&self) -> Result<usize> {
+        let epoch = self
+            .state
+            .get("state.epoch")
+            .context("the resume state has no state.epoch")?;
+        Ok(epoch.int64_value(&[]) as usize)
+    }
+}
+
 /// The best epoch so far (by validation accuracy when choosing by it) and its weights.
 struct Best {
     accuracy: f64,
@@ -326,7 +337,8 @@ pub fn fit(
     let mut best: Option<Best> = None;
     let mut first_epoch = 1;
     if let Some(resume) = resume {
-        let done = restore_state(
+        let done = resume.completed_epochs()?;
+        restore_state(
             model,
             &mut optimizer,
             average.as_mut(),
@@ -472,20 +484,19 @@ fn save_state(
     crate::fsutil::save_atomically(path, |temp| Ok(Tensor::save_multi(&named, temp)?))
 }
 
-/// Puts a saved state back; returns the number of epochs it had completed.
+/// Puts a saved state back into the model, the optimizer, the average and the best epoch.
 fn restore_state(
     model: &Classifier,
     optimizer: &mut Adam,
     average: Option<&mut WeightAverage>,
     best: &mut Option<Best>,
     state: &BTreeMap<String, Tensor>,
-) -> Result<usize> {
+) -> Result<()> {
     let get = |key: &str| {
         state
             .get(key)
             .with_context(|| format!("the resume state has no {key}"))
     };
-    let done = get("state.epoch")?.int64_value(&[]) as usize;
     let prefixed = |prefix: &str| -> Result<Vec<Tensor>> {
         variable_names(model)
             .iter()
@@ -507,7 +518,7 @@ fn restore_state(
         accuracy: get("best.accuracy")?.double_value(&[]),
         weights: prefixed("best")?.iter().map(|t| t.copy()).collect(),
     });
-    Ok(done)
+    Ok(())
 }
 
 /// Turns off gradients for the frozen parameters; Adam skips parameters without a gradient,
@@ -743,6 +754,16 @@ mod tests {
 
     // Bit-identical weights for equal seeds are tested through the CLI (tests/cli.rs), one
     // process per run: libtorch's generator is global, and tests here run in parallel.
+    /// `fit` without a state file or an after-epoch callback.
+    fn fit_quietly(
+        model: &Classifier,
+        data: &Split,
+        sets: &EvalSets,
+        options: &TrainOptions,
+    ) -> FitOutcome {
+        fit(model, data, sets, options, None, None, |_, _| Ok(())).unwrap()
+    }
+
     fn fit_bars(options: &TrainOptions) -> (Classifier, FitOutcome) {
         let model = Classifier::new(Architecture::Tutorial, Device::Cpu);
         let data = bars(200);
@@ -751,7 +772,7 @@ mod tests {
             validation: Some(&validation),
             test: None,
         };
-        let outcome = fit(&model, &data, &sets, options, None, None, |_, _| Ok(())).unwrap();
+        let outcome = fit_quietly(&model, &data, &sets, options);
         (model, outcome)
     }
 
@@ -778,16 +799,7 @@ mod tests {
                 schedule: Schedule::Cosine,
                 ..options(2)
             };
-            fit(
-                &model,
-                &data,
-                &EvalSets::default(),
-                &options,
-                None,
-                None,
-                |_, _| Ok(()),
-            )
-            .unwrap();
+            fit_quietly(&model, &data, &EvalSets::default(), &options);
             let after = named_parameters(&model);
             for (name, tensor) in &before {
                 let unchanged = tensor.equal(&after[name]);
@@ -843,16 +855,7 @@ mod tests {
             weight_averaging: Some(1.0),
             ..options(5)
         };
-        let outcome = fit(
-            &model,
-            &data,
-            &EvalSets::default(),
-            &options,
-            None,
-            None,
-            |_, _| Ok(()),
-        )
-        .unwrap();
+        let outcome = fit_quietly(&model, &data, &EvalSets::default(), &options);
         assert!(outcome.records[1].train_loss.unwrap() < outcome.records[0].train_loss.unwrap());
         let delivered = named_parameters(&model);
         for (name, tensor) in &start {

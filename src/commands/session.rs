@@ -345,20 +345,18 @@ pub fn execute(
         config.command = from.config.command.clone();
         config.started_at = from.config.started_at.clone();
         config.before = from.config.before;
-        let done = from
-            .state
-            .get("state.epoch")
-            .map_or(0, |t| t.int64_value(&[]) as usize);
+        let from = train::Resume {
+            records: from.records,
+            state: from.state,
+        };
+        let done = from.completed_epochs()?;
         records = from
             .records
             .iter()
             .filter(|r| r.epoch <= done)
             .cloned()
             .collect();
-        fit_resume = Some(train::Resume {
-            records: from.records,
-            state: from.state,
-        });
+        fit_resume = Some(from);
     } else if let Some(parent) = &parent {
         let before = Scores::evaluate(&model, &sets)?;
         info!(
