@@ -63,9 +63,8 @@ pub fn time_training(
             order = Tensor::from_slice(&rng::epoch_permutation(n, 0, epoch)).to_device(device);
         }
         let indices = order.narrow(0, (within * batch_size) as i64, batch_size as i64);
-        let images = train.images.index_select(0, &indices);
-        let labels = train.labels.index_select(0, &indices);
-        loss_sum += train_step(model, &mut optimizer, &images, &labels, 0.0).detach();
+        let batch = train.gather(&indices);
+        loss_sum += train_step(model, &mut optimizer, &batch.images, &batch.labels, 0.0).detach();
     }
     let mean_loss = loss_sum.double_value(&[]) / steps.max(1) as f64;
     sync(device);

@@ -669,9 +669,7 @@ fn train_one_epoch(
         }
         let begin = step * options.batch_size;
         let len = options.batch_size.min(n - begin);
-        let indices = order.narrow(0, begin as i64, len as i64);
-        let mut images = train.images.index_select(0, &indices);
-        let labels = train.labels.index_select(0, &indices);
+        let Split { mut images, labels } = train.gather(&order.narrow(0, begin as i64, len as i64));
         if options.augment {
             let mut rng = augment::step_rng(options.seed, epoch, step);
             images = augment::random_affine(&images, &ranges, &mut rng);

@@ -86,10 +86,15 @@ impl Split {
 
     /// The examples at `indices`, in that order.
     pub fn select(&self, indices: &[i64]) -> Split {
-        let index = Tensor::from_slice(indices).to_device(self.labels.device());
+        self.gather(&Tensor::from_slice(indices).to_device(self.labels.device()))
+    }
+
+    /// The examples at the int64 `index` tensor (on the split's device), in that order: how a
+    /// batch is taken from a permutation without leaving the device.
+    pub fn gather(&self, index: &Tensor) -> Split {
         Split {
-            images: self.images.index_select(0, &index),
-            labels: self.labels.index_select(0, &index),
+            images: self.images.index_select(0, index),
+            labels: self.labels.index_select(0, index),
         }
     }
 
