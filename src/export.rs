@@ -3,8 +3,9 @@
 //! any other code (for inference: the weights are frozen into it).
 
 use crate::fsutil;
-use crate::model::{named_parameters, Classifier};
+use crate::model::{named_parameters, write_safetensors, Classifier};
 use anyhow::{ensure, Context, Result};
+use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{CModule, Device, Kind, Tensor};
 
@@ -26,13 +27,14 @@ pub fn export(model: &mut Classifier, format: ExportFormat, out: &Path) -> Resul
     );
     match format {
         ExportFormat::Safetensors => {
-            let parameters = named_parameters(model);
+            let parameters = state_dict(model);
             let named: Vec<(&str, &Tensor)> =
                 parameters.iter().map(|(n, t)| (n.as_str(), t)).collect();
-            fsutil::save_atomically(out, |temp| Ok(Tensor::write_safetensors(&named, temp)?))
+            let architecture = model.architecture;
+            fsutil::save_atomically(out, |temp| write_safetensors(&named, architecture, temp))
         }
         ExportFormat::Npz => {
-            let parameters = named_parameters(model);
+            let parameters = state_dict(model);
             let named: Vec<(&str, &Tensor)> =
                 parameters.iter().map(|(n, t)| (n.as_str(), t)).collect();
             fsutil::save_atomically(out, |temp| Ok(Tensor::write_npz(&named, temp)?))
@@ -42,6 +44,17 @@ pub fn export(model: &mut Classifier, format: ExportFormat, out: &Path) -> Resul
             fsutil::save_atomically(out, |temp| Ok(module.save(temp)?))
         }
     }
+}
+
+/// The model's tensors as PyTorch's `state_dict()` holds them: the parameters and running
+/// statistics, plus each batch norm's `num_batches_tracked` (a step counter PyTorch only reads
+/// when its momentum is None; 0 here), so that `load_state_dict(strict=True)` takes the file.
+pub fn state_dict(model: &Classifier) -> BTreeMap<String, Tensor> {
+    let mut tensors = named_parameters(model);
+    for layer in model.architecture.batch_norm_layers() {
+        tensors.insert(format!("{layer}.num_batches_tracked"), Tensor::from(0i64));
+    }
+    tensors
 }
 
 /// Traces the model on the CPU with its variables frozen, so the weights become constants of
@@ -77,7 +90,7 @@ mod tests {
         let expected = named_parameters(&model);
         let st = dir.path().join("m.safetensors");
         export(&mut model, ExportFormat::Safetensors, &st).unwrap();
-        let loaded = Classifier::load(Architecture::Tutorial, &st, Device::Cpu).unwrap();
+        let loaded = Classifier::load(&st, Device::Cpu).unwrap();
         for (name, tensor) in named_parameters(&loaded) {
             assert!(tensor.equal(&expected[&name]), "{name}");
         }

@@ -4,7 +4,9 @@
 //! The modules follow the pipeline, in the order data flows through it:
 //!
 //! - [`data`]: fetch, verify and validate the MNIST idx files, and load them as tensors;
-//! - [`model`]: the tutorial CNN on `nn::seq()`, with PyTorch parameter names, and checkpoints;
+//! - [`architecture`]: the model families (`tutorial`, `vgg-N`) and how checkpoints tell them;
+//! - [`model`]: the tutorial CNN on `nn::seq()`, the classifier, checkpoints with PyTorch names;
+//! - [`ensemble`]: several checkpoints (and test-time augmentation) answering as one;
 //! - [`train`]: the training loop (Adam, per-epoch reshuffle from the seed, evaluation each epoch);
 //! - [`metrics`]: loss, accuracy, confusion matrix, per-class precision/recall/F1;
 //! - [`predict`]: pictures in, digits out;
@@ -17,11 +19,13 @@
 //! Supporting modules: [`device`] (choosing CPU/CUDA), [`runtime`] (libtorch build and thread
 //! facts), [`fsutil`] (atomic file writes), [`progress`] (progress bars on stderr).
 
+pub mod architecture;
 pub mod augment;
 pub mod bench;
 pub mod commands;
 pub mod data;
 pub mod device;
+pub mod ensemble;
 pub mod export;
 pub mod fsutil;
 pub mod interrupt;

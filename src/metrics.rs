@@ -2,7 +2,7 @@
 //! recall and F1 with their macro averages.
 
 use crate::data::{Split, NUM_CLASSES};
-use crate::model::Classifier;
+use crate::ensemble::Predictor;
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -221,7 +221,8 @@ impl Evaluation {
     }
 }
 
-pub fn evaluate(model: &Classifier, split: &Split) -> Result<Evaluation> {
+/// Loss and predictions of `model` (one network or an ensemble) on `split`.
+pub fn evaluate<P: Predictor + ?Sized>(model: &P, split: &Split) -> Result<Evaluation> {
     let n = split.len();
     ensure!(n > 0, "nothing to evaluate: the split is empty");
     let device = model.device();
@@ -233,20 +234,15 @@ pub fn evaluate(model: &Classifier, split: &Split) -> Result<Evaluation> {
             let len = EVAL_BATCH_SIZE.min(n - start) as i64;
             let images = split.images.narrow(0, start as i64, len).to_device(device);
             let labels = split.labels.narrow(0, start as i64, len).to_device(device);
-            let logits = model.forward(&images, false);
+            let log_probabilities = model.log_probabilities(&images);
             let batch_loss =
-                logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0);
+                log_probabilities.g_nll_loss::<Tensor>(&labels, None, Reduction::Sum, -100);
             loss_sum += batch_loss.to_kind(Kind::Double);
-            let predicted = logits.argmax(-1, true);
-            let top = logits
-                .softmax(-1, Kind::Float)
-                .gather(-1, &predicted, false)
-                .squeeze_dim(-1);
-            let predicted =
-                Vec::<i64>::try_from(predicted.squeeze_dim(-1).to_device(tch::Device::Cpu))
-                    .expect("argmax gives int64");
-            let top =
-                Vec::<f32>::try_from(top.to_device(tch::Device::Cpu)).expect("softmax gives float");
+            let (top, predicted) = log_probabilities.max_dim(-1, false);
+            let predicted = Vec::<i64>::try_from(predicted.to_device(tch::Device::Cpu))
+                .expect("argmax gives int64");
+            let top = Vec::<f32>::try_from(top.exp().to_device(tch::Device::Cpu))
+                .expect("log-probabilities are float");
             predictions.extend(predicted);
             confidences.extend(top);
         }

@@ -1,34 +1,20 @@
-//! The network: the Keras tutorial's two-convolution CNN, built with `nn::seq()`, and its
-//! checkpoints.
+//! The network: the Keras tutorial's two-convolution CNN, built with `nn::seq()`, the
+//! [`Classifier`] that holds any of the [`Architecture`]s, and checkpoints, which carry their
+//! architecture.
 //!
 //! Parameter names follow PyTorch (`conv1.weight`, `conv1.bias`, `conv2.*`, `fc.*`), so that
 //! weights move between this tool and the equivalent `torch.nn.Module` without renaming.
 
+pub use crate::architecture::Architecture;
 use crate::fsutil;
 use anyhow::{bail, ensure, Context, Result};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
-
-/// The model families this tool builds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Architecture {
-    /// Conv2d(1→32, 3×3) → ReLU → MaxPool 2 → Conv2d(32→64, 3×3) → ReLU → MaxPool 2 → Flatten →
-    /// Linear(1600→10): the Keras MNIST tutorial's network, 34,826 parameters.
-    Tutorial,
-}
-
-impl fmt::Display for Architecture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Tutorial => write!(f, "tutorial"),
-        }
-    }
-}
 
 /// The tutorial CNN. Input N×1×28×28 in [0, 1]; output N×10 logits (the tutorial's softmax is
 /// folded into the cross-entropy loss, which is the same objective and numerically safer).
@@ -147,9 +133,7 @@ impl Classifier {
     /// seed it with `tch::manual_seed` first for reproducible weights).
     pub fn new(architecture: Architecture, device: Device) -> Self {
         let vs = nn::VarStore::new(device);
-        let net: Box<dyn ModuleT> = match architecture {
-            Architecture::Tutorial => Box::new(tutorial_cnn(&vs.root())),
-        };
+        let net = architecture.build(&vs.root());
         store_kernels_channels_last(&vs);
         Self {
             vs,
@@ -158,10 +142,18 @@ impl Classifier {
         }
     }
 
-    /// Builds the network and loads its weights from a checkpoint (`.ot` or `.safetensors`).
-    pub fn load(architecture: Architecture, path: &Path, device: Device) -> Result<Self> {
-        let mut model = Self::new(architecture, device);
-        load_weights(&mut model.vs, path)?;
+    /// Loads a checkpoint (`.ot` or `.safetensors`) into the network it was made for: the
+    /// architecture comes from the checkpoint (see [`checkpoint_architecture`]).
+    pub fn load(path: &Path, device: Device) -> Result<Self> {
+        let tensors = read_checkpoint(path)?;
+        let architecture = checkpoint_architecture(path, &tensors)?;
+        let model = Self::new(architecture, device);
+        copy_weights(&model.vs, &tensors).with_context(|| {
+            format!(
+                "checkpoint {} does not fit the {architecture} model",
+                path.display()
+            )
+        })?;
         Ok(model)
     }
 
@@ -182,10 +174,10 @@ impl Classifier {
             .map(|(name, t)| (name, t.detach().contiguous()))
             .collect();
         let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        let safetensors = path.extension().is_some_and(|e| e == "safetensors");
+        let safetensors = is_safetensors(path);
         fsutil::save_atomically(path, |temp| {
             if safetensors {
-                Tensor::write_safetensors(&named, temp)?;
+                write_safetensors(&named, self.architecture, temp)?;
             } else {
                 Tensor::save_multi(&named, temp)?;
             }
@@ -195,6 +187,15 @@ impl Classifier {
 
     pub fn device(&self) -> Device {
         self.vs.device()
+    }
+
+    /// The variables that training updates, by name: all but the batch-norm running statistics.
+    pub fn trainable_variables(&self) -> Vec<(String, Tensor)> {
+        self.vs
+            .variables()
+            .into_iter()
+            .filter(|(name, _)| !is_running_statistic(name))
+            .collect()
     }
 
     /// The number of trainable scalars.
@@ -207,17 +208,117 @@ impl Classifier {
     }
 }
 
-/// Loads named tensors from `path` into `vs`, after checking that the checkpoint holds exactly
-/// the model's tensors with the model's shapes. (libtorch's own copy would broadcast a tensor of
-/// a compatible but wrong shape without complaint.)
-pub fn load_weights(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
-    let tensors = read_checkpoint(path)?;
-    copy_weights(vs, &tensors)
-        .with_context(|| format!("checkpoint {} does not fit the model", path.display()))
+/// Batch-norm buffers: estimated during training, not learned by gradient.
+fn is_running_statistic(name: &str) -> bool {
+    name.ends_with(".running_mean") || name.ends_with(".running_var")
+}
+
+fn is_safetensors(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "safetensors")
+}
+
+/// The metadata key of a safetensors checkpoint that names its architecture.
+pub const ARCHITECTURE_KEY: &str = "architecture";
+
+/// Writes named tensors as safetensors with the architecture in the metadata (tch's own writer
+/// takes no metadata). Tensors go out as they are: the caller makes them contiguous.
+pub fn write_safetensors(
+    named: &[(&str, &Tensor)],
+    architecture: Architecture,
+    path: &Path,
+) -> Result<()> {
+    let mut buffers = Vec::with_capacity(named.len());
+    for (name, tensor) in named {
+        let tensor = tensor.to_device(Device::Cpu).contiguous();
+        let dtype = match tensor.kind() {
+            Kind::Float => Dtype::F32,
+            Kind::Double => Dtype::F64,
+            Kind::Int64 => Dtype::I64,
+            Kind::Half => Dtype::F16,
+            Kind::BFloat16 => Dtype::BF16,
+            other => bail!("tensor {name}: {other:?} cannot be written to safetensors here"),
+        };
+        let mut bytes = vec![0u8; tensor.numel() * tensor.kind().elt_size_in_bytes()];
+        tensor
+            .f_copy_data_u8(&mut bytes, tensor.numel())
+            .with_context(|| format!("cannot read tensor {name}"))?;
+        let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
+        buffers.push((name.to_string(), dtype, shape, bytes));
+    }
+    let views = buffers
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            TensorView::new(*dtype, shape.clone(), bytes)
+                .map(|view| (name.as_str(), view))
+                .map_err(|e| anyhow::anyhow!("tensor {name}: {e:?}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = HashMap::from([
+        (ARCHITECTURE_KEY.to_owned(), architecture.to_string()),
+        // What Hugging Face's loaders expect of a PyTorch state dict.
+        ("format".to_owned(), "pt".to_owned()),
+    ]);
+    safetensors::tensor::serialize_to_file(views, &Some(metadata), path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e:?}", path.display()))
+}
+
+/// The architecture of a checkpoint: told by its tensors (names, and the first convolution's
+/// width), and checked against what the checkpoint declares, if anything: the safetensors
+/// metadata, or the `config.json` of the run folder an `.ot` lies in.
+pub fn checkpoint_architecture(
+    path: &Path,
+    tensors: &BTreeMap<String, Tensor>,
+) -> Result<Architecture> {
+    let inferred =
+        Architecture::infer(tensors).with_context(|| format!("checkpoint {}", path.display()))?;
+    if let Some((declared, source)) = declared_architecture(path)? {
+        ensure!(
+            declared == inferred,
+            "checkpoint {}: {source} gives the architecture as {declared}, but the tensors are \
+             those of {inferred}",
+            path.display()
+        );
+    }
+    Ok(inferred)
+}
+
+/// What the checkpoint says it is, and where it says so.
+fn declared_architecture(path: &Path) -> Result<Option<(Architecture, String)>> {
+    let (name, source) = if is_safetensors(path) {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+        let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "checkpoint {} is not a readable safetensors file: {e:?}",
+                path.display()
+            )
+        })?;
+        let name = metadata
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(ARCHITECTURE_KEY).cloned());
+        (name, "its safetensors metadata".to_owned())
+    } else {
+        let config = path.with_file_name(crate::run::CONFIG_FILE);
+        let name = std::fs::read_to_string(&config)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|value| value.get(ARCHITECTURE_KEY)?.as_str().map(str::to_owned));
+        (name, format!("the run's {}", config.display()))
+    };
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    let declared = name
+        .parse::<Architecture>()
+        .map_err(|e| anyhow::anyhow!("checkpoint {}: {source} declares {e}", path.display()))?;
+    Ok(Some((declared, source)))
 }
 
 /// Copies named tensors into the VarStore's variables, after checking that the names and
-/// shapes are exactly the model's.
+/// shapes are exactly the model's. (libtorch's own copy would broadcast a tensor of a
+/// compatible but wrong shape without complaint.) PyTorch's `num_batches_tracked` buffers are
+/// accepted and ignored.
 pub fn copy_weights(vs: &nn::VarStore, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
     let variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
     check_checkpoint_fits(tensors, &variables)?;
@@ -242,8 +343,8 @@ pub fn read_checkpoint(path: &Path) -> Result<BTreeMap<String, Tensor>> {
         path.display()
     );
     ensure!(meta.len() > 0, "checkpoint {} is empty", path.display());
-    let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
-    let tensors = if is_safetensors {
+    let safetensors = is_safetensors(path);
+    let tensors = if safetensors {
         Tensor::read_safetensors(path)
     } else {
         Tensor::load_multi(path)
@@ -253,7 +354,7 @@ pub fn read_checkpoint(path: &Path) -> Result<BTreeMap<String, Tensor>> {
         format!(
             "checkpoint {} is not a readable {} file",
             path.display(),
-            if is_safetensors {
+            if safetensors {
                 "safetensors"
             } else {
                 "libtorch (.ot)"
@@ -288,7 +389,10 @@ fn check_checkpoint_fits(
             tensor.kind()
         );
     }
-    if let Some(extra) = tensors.keys().find(|name| !variables.contains_key(*name)) {
+    if let Some(extra) = tensors
+        .keys()
+        .find(|name| !variables.contains_key(*name) && !Architecture::is_pytorch_only_buffer(name))
+    {
         bail!("tensor {extra} is not part of the model");
     }
     Ok(())
@@ -421,7 +525,63 @@ mod tests {
         for file in ["model.ot", "model.safetensors"] {
             let path = dir.path().join(file);
             model.save(&path).unwrap();
-            let loaded = Classifier::load(Architecture::Tutorial, &path, Device::Cpu).unwrap();
+            let loaded = Classifier::load(&path, Device::Cpu).unwrap();
+            assert_same_weights(&model, &loaded);
+        }
+    }
+
+    #[test]
+    fn vgg_sizes_names_and_trainable_variables() {
+        let model = Classifier::new(Architecture::Vgg { width: 32 }, Device::Cpu);
+        assert_eq!(model.parameter_count(), 289_130);
+        assert_eq!(
+            Classifier::new(Architecture::Vgg { width: 16 }, Device::Cpu).parameter_count(),
+            75_450
+        );
+        let names: Vec<String> = model.vs.variables().into_keys().collect();
+        for name in ["conv1.weight", "bn5.running_var", "bn3.bias", "fc.weight"] {
+            assert!(names.iter().any(|n| n == name), "{name} missing: {names:?}");
+        }
+        assert!(
+            !names.iter().any(|n| n == "conv1.bias"),
+            "conv bias before batch norm"
+        );
+        let trainable: Vec<String> = model
+            .trainable_variables()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            trainable.len(),
+            names.len() - 10,
+            "five batch norms, two buffers each"
+        );
+        assert!(!trainable.iter().any(|n| n.contains("running")));
+        let logits = model.forward(
+            &Tensor::rand([2, 1, 28, 28], (Kind::Float, Device::Cpu)),
+            true,
+        );
+        assert_eq!(logits.size(), vec![2, 10]);
+    }
+
+    /// Running statistics are part of the checkpoint: a vgg model trained a little (so they
+    /// moved) comes back identical, architecture and all, from both formats.
+    #[test]
+    fn vgg_checkpoints_round_trip_with_their_running_statistics() {
+        let dir = tempfile::tempdir().unwrap();
+        tch::manual_seed(2);
+        let model = Classifier::new(Architecture::Vgg { width: 8 }, Device::Cpu);
+        let _ = model.forward(
+            &Tensor::rand([8, 1, 28, 28], (Kind::Float, Device::Cpu)),
+            true,
+        );
+        let mean = &model.vs.variables()["bn1.running_mean"];
+        assert!(mean.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        for file in ["model.ot", "model.safetensors"] {
+            let path = dir.path().join(file);
+            model.save(&path).unwrap();
+            let loaded = Classifier::load(&path, Device::Cpu).unwrap();
+            assert_eq!(loaded.architecture, Architecture::Vgg { width: 8 });
             assert_same_weights(&model, &loaded);
         }
     }
@@ -455,7 +615,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(file);
         write_tensors(&path, tensors);
-        let err = Classifier::load(Architecture::Tutorial, &path, Device::Cpu).unwrap_err();
+        let err = Classifier::load(&path, Device::Cpu).unwrap_err();
         format!("{err:#}")
     }
 
@@ -502,7 +662,7 @@ mod tests {
         for (name, bytes, expected) in cases {
             let path = dir.path().join(name);
             std::fs::write(&path, bytes).unwrap();
-            let err = Classifier::load(Architecture::Tutorial, &path, Device::Cpu).unwrap_err();
+            let err = Classifier::load(&path, Device::Cpu).unwrap_err();
             let err = format!("{err:#}");
             assert!(
                 err.contains(expected) && err.contains(name),
@@ -520,7 +680,7 @@ mod tests {
             .unwrap();
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-        let err = Classifier::load(Architecture::Tutorial, &path, Device::Cpu).unwrap_err();
+        let err = Classifier::load(&path, Device::Cpu).unwrap_err();
         assert!(format!("{err:#}").contains("model.ot"), "{err:#}");
     }
 }

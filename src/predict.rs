@@ -2,11 +2,11 @@
 //! through the model in batches, and report the digit, its probability and the runners-up.
 
 use crate::data::images;
-use crate::model::Classifier;
+use crate::ensemble::Predictor;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Pictures per forward pass.
 const PREDICT_BATCH: usize = 256;
@@ -57,7 +57,11 @@ pub fn prepare(paths: &[PathBuf]) -> Vec<Prepared> {
 }
 
 /// Predicts every prepared picture, in batches; failed pictures keep their error.
-pub fn predict(model: &Classifier, prepared: &[Prepared], top_k: usize) -> Vec<PictureResult> {
+pub fn predict<P: Predictor + ?Sized>(
+    model: &P,
+    prepared: &[Prepared],
+    top_k: usize,
+) -> Vec<PictureResult> {
     let ready: Vec<(usize, &Vec<f32>)> = prepared
         .iter()
         .enumerate()
@@ -69,8 +73,8 @@ pub fn predict(model: &Classifier, prepared: &[Prepared], top_k: usize) -> Vec<P
         let batch = Tensor::from_slice(&pixels)
             .view([chunk.len() as i64, 1, 28, 28])
             .to_device(model.device());
-        let probabilities = tch::no_grad(|| model.forward(&batch, false).softmax(-1, Kind::Float))
-            .to_device(Device::Cpu);
+        let probabilities =
+            tch::no_grad(|| model.log_probabilities(&batch).exp()).to_device(Device::Cpu);
         let (values, indices) = probabilities.topk(top_k as i64, -1, true, true);
         let values = Vec::<f32>::try_from(values.flatten(0, -1)).expect("float probabilities");
         let indices = Vec::<i64>::try_from(indices.flatten(0, -1)).expect("int64 indices");

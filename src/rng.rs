@@ -47,6 +47,14 @@ pub fn epoch_permutation(n: usize, seed: u64, epoch: usize) -> Vec<i64> {
     order
 }
 
+/// A seed for libtorch's generator during epoch `epoch` of a run seeded with `seed` (it drives
+/// dropout), distinct from the shuffle's and the augmentation's streams.
+pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    let mut rng = SplitMix64::new(seed ^ 0x5851_F42D_4C95_7F2D ^ ((epoch as u64) << 40));
+    // libtorch takes a signed seed; keep it non-negative.
+    rng.next_u64() >> 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

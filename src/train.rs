@@ -17,7 +17,7 @@ use crate::augment::{self, AffineRanges};
 use crate::data::Split;
 use crate::interrupt::Interrupted;
 use crate::metrics::{self, Evaluation};
-use crate::model::Classifier;
+use crate::model::{Architecture, Classifier};
 use crate::optim::Adam;
 use crate::schedule::Schedule;
 use crate::{progress, rng};
@@ -38,9 +38,9 @@ pub enum Freeze {
     /// Train every layer.
     #[default]
     None,
-    /// Freeze the first convolution.
+    /// Freeze the first convolution (and its batch norm).
     Conv1,
-    /// Freeze both convolutions: only the dense layer trains.
+    /// Freeze every convolution (and batch norm): only the dense layer trains.
     Conv,
 }
 
@@ -49,8 +49,8 @@ impl Freeze {
     pub fn freezes(self, name: &str) -> bool {
         match self {
             Self::None => false,
-            Self::Conv1 => name.starts_with("conv1."),
-            Self::Conv => name.starts_with("conv"),
+            Self::Conv1 => name.starts_with("conv1.") || name.starts_with("bn1."),
+            Self::Conv => !name.starts_with("fc."),
         }
     }
 }
@@ -133,12 +133,33 @@ pub enum Recipe {
     /// 128 (the batch size with the highest throughput on the CPU), a one-cycle schedule peaking
     /// at 1e-2, label smoothing 0.1.
     Fast,
+    /// The most accurate single model that trains on a 2-core CPU within about an hour: the
+    /// vgg-32 network, 15 epochs at batch 128 with random affine augmentation, a one-cycle
+    /// schedule peaking at 4e-3, label smoothing 0.1.
+    Large,
 }
 
 impl Recipe {
+    /// The architecture the recipe is made for (`--arch` overrides it).
+    pub fn architecture(self) -> Architecture {
+        match self {
+            Self::Tutorial | Self::Fast => Architecture::Tutorial,
+            Self::Large => Architecture::Vgg { width: 32 },
+        }
+    }
+
     pub fn options(self) -> TrainOptions {
         match self {
             Self::Tutorial => TrainOptions::default(),
+            Self::Large => TrainOptions {
+                epochs: Epochs(15.0),
+                batch_size: 128,
+                learning_rate: 4e-3,
+                schedule: Schedule::Onecycle,
+                augment: true,
+                label_smoothing: 0.1,
+                ..TrainOptions::default()
+            },
             Self::Fast => TrainOptions {
                 epochs: Epochs(1.3),
                 batch_size: 128,
@@ -525,7 +546,7 @@ fn restore_state(
 /// so they stay bit-identical.
 fn freeze_parameters(model: &Classifier, freeze: Freeze) -> Result<()> {
     let mut trainable = 0;
-    for (name, variable) in model.vs.variables() {
+    for (name, variable) in model.trainable_variables() {
         let frozen = freeze.freezes(&name);
         let _ = variable.set_requires_grad(!frozen);
         trainable += usize::from(!frozen);
@@ -661,6 +682,9 @@ fn train_one_epoch(
     );
     let mut images_seen = 0;
     let ranges = AffineRanges::default();
+    // Dropout draws from libtorch's global generator: seeding it per epoch keeps runs
+    // reproducible and lets a resumed run draw what the uninterrupted one would have.
+    tch::manual_seed(rng::epoch_seed(options.seed, epoch) as i64);
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
     let started = Instant::now();
     for step in 0..steps {

@@ -263,12 +263,7 @@ fn predict_agrees_with_eval_on_mnist_digits_and_holds_up_on_photos_of_them() {
     );
     let model_path = run.join("model.ot");
     // What eval computes for the first 200 test digits: the model on the MNIST tensors.
-    let model = mnist_cnn::model::Classifier::load(
-        mnist_cnn::model::Architecture::Tutorial,
-        &model_path,
-        tch::Device::Cpu,
-    )
-    .unwrap();
+    let model = mnist_cnn::model::Classifier::load(&model_path, tch::Device::Cpu).unwrap();
     let mnist = mnist_cnn::data::Mnist::load(&data).unwrap();
     let eval_predictions = mnist_cnn::metrics::evaluate(&model, &mnist.test.first(200))
         .unwrap()

@@ -1,17 +1,26 @@
 //! `mnist-cnn eval`: test-set accuracy, loss, per-class precision/recall/F1 and the confusion
-//! matrix of a checkpoint, on the MNIST test set or a labelled picture folder.
+//! matrix of a checkpoint or an ensemble of them, on the MNIST test set or a labelled picture
+//! folder.
 
 use crate::data::{images, Mnist};
-use crate::metrics;
-use crate::model::{Architecture, Classifier};
-use anyhow::{Context, Result};
+use crate::ensemble::Ensemble;
+use crate::metrics::{self, ClassificationReport};
+use anyhow::Result;
+use serde::Serialize;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
-    /// The checkpoint to evaluate (`model.ot` from a run, or a `.safetensors` state dict).
-    #[arg(long, value_name = "PATH")]
-    pub model: PathBuf,
+    /// The checkpoint to evaluate (`model.ot` from a run, or a `.safetensors` state dict; the
+    /// architecture comes with it). Given several times, the models answer as an ensemble:
+    /// the mean of their probabilities.
+    #[arg(long = "model", value_name = "PATH", required = true)]
+    pub models: Vec<PathBuf>,
+
+    /// Test-time augmentation: also show each model the picture shifted one pixel up, down,
+    /// left and right, and average the five answers.
+    #[arg(long)]
+    pub tta: bool,
 
     /// Folder holding the MNIST idx files.
     #[arg(long, default_value = "data/mnist")]
@@ -30,18 +39,39 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
+/// The `--json` output: the report, and what answered.
+#[derive(Serialize)]
+struct EvalOutput<'a> {
+    models: &'a [PathBuf],
+    architectures: Vec<String>,
+    tta: bool,
+    #[serde(flatten)]
+    report: ClassificationReport,
+}
+
 pub fn run(args: &EvalArgs) -> Result<()> {
     let device = args.compute.resolve()?;
-    let model = Classifier::load(Architecture::Tutorial, &args.model, device)
-        .with_context(|| format!("--model {}", args.model.display()))?;
+    let ensemble = Ensemble::load(&args.models, device, args.tta)?;
     let split = match &args.images {
         Some(dir) => images::load_folder(dir)?.split,
         None => Mnist::load(&args.data)?.test,
     };
-    let report = metrics::evaluate(&model, &split)?.report();
+    let report = metrics::evaluate(&ensemble, &split)?.report();
     if args.json {
-        super::print_json(&report)
+        super::print_json(&EvalOutput {
+            models: &args.models,
+            architectures: ensemble
+                .members()
+                .iter()
+                .map(|m| m.architecture.to_string())
+                .collect(),
+            tta: args.tta,
+            report,
+        })
     } else {
+        if args.models.len() > 1 || args.tta {
+            println!("ensemble: {}", ensemble.describe());
+        }
         print!("{report}");
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! tools.
 
 use crate::export::{self, ExportFormat};
-use crate::model::{Architecture, Classifier};
+use crate::model::Classifier;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use tch::Device;
@@ -25,7 +25,7 @@ pub struct ExportArgs {
 
 pub fn run(args: &ExportArgs) -> Result<()> {
     // Traced on the CPU, so the TorchScript file runs anywhere.
-    let mut model = Classifier::load(Architecture::Tutorial, &args.model, Device::Cpu)
+    let mut model = Classifier::load(&args.model, Device::Cpu)
         .with_context(|| format!("--model {}", args.model.display()))?;
     export::export(&mut model, args.format, &args.out)
         .with_context(|| format!("--out {}", args.out.display()))?;

@@ -1,15 +1,21 @@
 //! `mnist-cnn predict`: the digit in each picture, with its probability and the runners-up.
 
-use crate::model::{Architecture, Classifier};
+use crate::ensemble::Ensemble;
 use crate::predict::{self, PictureResult};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct PredictArgs {
-    /// The checkpoint (`.ot` or `.safetensors`).
-    #[arg(long, value_name = "PATH")]
-    pub model: PathBuf,
+    /// The checkpoint (`.ot` or `.safetensors`; the architecture comes with it). Given several
+    /// times, the models answer as an ensemble: the mean of their probabilities.
+    #[arg(long = "model", value_name = "PATH", required = true)]
+    pub models: Vec<PathBuf>,
+
+    /// Test-time augmentation: also show each model the picture shifted one pixel up, down,
+    /// left and right, and average the five answers.
+    #[arg(long)]
+    pub tta: bool,
 
     /// How many candidates to list per picture (1–10).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=10))]
@@ -34,8 +40,7 @@ pub struct PredictArgs {
 
 pub fn run(args: &PredictArgs) -> Result<()> {
     let device = args.compute.resolve()?;
-    let model = Classifier::load(Architecture::Tutorial, &args.model, device)
-        .with_context(|| format!("--model {}", args.model.display()))?;
+    let model = Ensemble::load(&args.models, device, args.tta)?;
     let prepared = predict::prepare(&args.images);
     if let Some(out) = &args.show_input {
         if let Some(field) = prepared.iter().find_map(|p| p.field.as_ref().ok()) {

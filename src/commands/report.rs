@@ -2,7 +2,7 @@
 //! run folder (also run at the end of `train` and `finetune`).
 
 use crate::data::{images, Mnist, Split};
-use crate::model::{Architecture, Classifier};
+use crate::model::Classifier;
 use crate::report::{self, ReportSummary};
 use crate::run::{RunConfig, MODEL_FILE};
 use anyhow::{Context, Result};
@@ -85,7 +85,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     let config = report::read_config(&args.run_dir)?;
     let data = ReportData::choose(args.data.as_deref(), args.images.as_deref(), &config);
     let model_path = args.run_dir.join(MODEL_FILE);
-    let model = Classifier::load(Architecture::Tutorial, &model_path, device)
+    let model = Classifier::load(&model_path, device)
         .with_context(|| format!("the run's checkpoint {}", model_path.display()))?;
     let summary = write(&args.run_dir, &data, &model)?;
     if args.json {

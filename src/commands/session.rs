@@ -302,11 +302,7 @@ pub fn execute(
             tch::manual_seed(args.seed as i64);
             (Classifier::new(architecture, device), None, None)
         }
-        Start::Checkpoint(path) => (
-            Classifier::load(crate::model::Architecture::Tutorial, path, device)?,
-            Some(path.to_owned()),
-            None,
-        ),
+        Start::Checkpoint(path) => (Classifier::load(path, device)?, Some(path.to_owned()), None),
         Start::Resume(from) => {
             let model = Classifier::new(from.config.architecture, device);
             let parent = from.config.parent.clone();
@@ -462,15 +458,9 @@ pub fn execute(
             final_metrics: &final_metrics,
         });
     }
-    let scores = &final_metrics.scores;
-    let headline = match (scores.test_accuracy, scores.validation_accuracy) {
-        (Some(test), _) => format!("test accuracy {:.2}%", 100.0 * test),
-        (None, Some(validation)) => format!("validation accuracy {:.2}%", 100.0 * validation),
-        (None, None) => "done".to_owned(),
-    };
     println!(
-        "{headline} ({}) from epoch {} of {}, {:.1} s of training; model: {}",
-        scores.describe(),
+        "{} from epoch {} of {}, {:.1} s of training; model: {}",
+        final_metrics.scores.describe(),
         final_metrics.chosen_epoch,
         final_metrics.epochs_completed,
         final_metrics.train_seconds,
