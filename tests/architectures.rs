@@ -199,3 +199,48 @@ fn unknown_or_inconsistent_architectures_are_clear_errors() {
         stderr(&output)
     );
 }
+
+/// vgg-N draws dropout masks from libtorch's generator and keeps batch-norm statistics: a run
+/// extended with `--resume` must still end bit-identical to one trained in one go.
+#[test]
+fn a_resumed_vgg_run_ends_bit_identical_to_an_uninterrupted_one() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    write_small_mnist(&data, 96, 16);
+    let flags = |epochs: &'static str| {
+        [
+            "--arch",
+            "vgg-4",
+            "--epochs",
+            epochs,
+            "--augment",
+            "--seed",
+            "3",
+            "--no-report",
+        ]
+    };
+    let (whole, cut) = (scratch.path().join("whole"), scratch.path().join("cut"));
+    assert_success(&train_small(&data, &whole, &flags("2")));
+    assert_success(&train_small(&data, &cut, &flags("1")));
+    let resumed = mnist_cnn(&[
+        "train",
+        "--resume",
+        cut.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--no-report",
+    ]);
+    assert_success(&resumed);
+    let load = |run: &Path| -> std::collections::BTreeMap<String, tch::Tensor> {
+        tch::Tensor::load_multi(run.join("model.ot"))
+            .unwrap()
+            .into_iter()
+            .collect()
+    };
+    let (a, b) = (load(&whole), load(&cut));
+    assert!(a.contains_key("bn1.running_mean"));
+    assert_eq!(a.len(), b.len());
+    for (name, tensor) in &a {
+        assert!(tensor.equal(&b[name]), "{name} differs after resuming");
+    }
+}
