@@ -13,6 +13,7 @@
 //! - [`export`]: safetensors, TorchScript and npz for use outside this tool;
 //! - [`bench`]: training and inference throughput, predict latency;
 //! - [`report`]: curves, confusion matrix, mistakes and filters as PNG, and report.html;
+//! - [`serve`]: the HTTP prediction service (batching, metrics, the draw-a-digit page);
 //! - [`run`]: the run folder (`config.json`, `metrics.jsonl`, `model.ot`);
 //! - [`commands`]: one function per subcommand, called by the thin `main.rs`.
 //!
@@ -39,4 +40,5 @@ pub mod rng;
 pub mod run;
 pub mod runtime;
 pub mod schedule;
+pub mod serve;
 pub mod train;

@@ -1,7 +1,9 @@
 //! The `mnist-cnn` command line: parsing and dispatch only; the work is in the library.
 
 use clap::{Parser, Subcommand};
-use mnist_cnn::commands::{bench, data, eval, export, finetune, info, predict, report, train};
+use mnist_cnn::commands::{
+    bench, data, eval, export, finetune, info, predict, report, serve, train,
+};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -24,7 +26,7 @@ enum Command {
     Info(info::InfoArgs),
     /// Download (or import with --from) the MNIST files, verify them, and write them to --dir.
     Data(data::DataArgs),
-    /// Train the tutorial CNN; writes model.ot, metrics.jsonl and config.json to a run folder.
+    /// Train a CNN (the tutorial's, or a larger vgg-N); writes model.ot, metrics.jsonl and config.json to a run folder.
     Train(train::TrainArgs),
     /// Reload a checkpoint and retrain it (lower learning rate, frozen layers, augmentation),
     /// on MNIST or on a folder of your own pictures; the best epoch on a validation split wins.
@@ -43,6 +45,9 @@ enum Command {
     /// Measure training throughput, inference throughput and predict's latency (compare with
     /// scripts/bench_pytorch.py, or run both with scripts/bench.sh).
     Bench(bench::BenchArgs),
+    /// Serve the model over HTTP: POST /v1/predict (pictures or pixels, batched), a
+    /// draw-a-digit page on /, /healthz and Prometheus /metrics.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
         Command::Export(args) => export::run(args),
         Command::Report(args) => report::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

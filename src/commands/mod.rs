@@ -9,6 +9,7 @@ pub mod finetune;
 pub mod info;
 pub mod predict;
 pub mod report;
+pub mod serve;
 pub mod session;
 pub mod train;
 

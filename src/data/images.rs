@@ -19,6 +19,23 @@ use tracing::{info, warn};
 pub const MAX_SIDE: u32 = 16_384;
 /// Memory the decoder may allocate for one picture.
 const MAX_DECODE_BYTES: u64 = 512 << 20;
+
+/// What a decoder may take for one picture: refused before decoding when the header declares
+/// more (decompression bombs), or as soon as the decoder would allocate more.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    pub max_side: u32,
+    pub max_bytes: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self {
+            max_side: MAX_SIDE,
+            max_bytes: MAX_DECODE_BYTES,
+        }
+    }
+}
 /// The longer side of the digit's bounding box in the 28×28 field, as in MNIST.
 const DIGIT_BOX: u32 = 20;
 const FIELD: usize = 28;
@@ -49,36 +66,43 @@ pub fn decode(path: &Path) -> Result<Grey> {
         .with_context(|| format!("cannot open {}", path.display()))?
         .with_guessed_format()
         .with_context(|| format!("cannot read {}", path.display()))?;
-    decode_reader(reader, &path.display().to_string())
+    decode_reader(reader, &path.display().to_string(), DecodeLimits::default())
 }
 
 /// [`decode`] for a picture already in memory (`name` is used in messages).
 pub fn decode_bytes(bytes: &[u8], name: &str) -> Result<Grey> {
+    decode_bytes_within(bytes, name, DecodeLimits::default())
+}
+
+/// [`decode_bytes`] with tighter limits (a server decoding many pictures at once).
+pub fn decode_bytes_within(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<Grey> {
     ensure!(!bytes.is_empty(), "{name} is an empty file");
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .with_context(|| format!("cannot read {name}"))?;
-    decode_reader(reader, name)
+    decode_reader(reader, name, limits)
 }
 
 fn decode_reader<R: std::io::BufRead + std::io::Seek>(
     mut reader: image::ImageReader<R>,
     name: &str,
+    allowed: DecodeLimits,
 ) -> Result<Grey> {
     ensure!(
         reader.format().is_some(),
         "{name} is not a {FORMATS} picture"
     );
     let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    limits.max_image_width = Some(allowed.max_side);
+    limits.max_image_height = Some(allowed.max_side);
+    limits.max_alloc = Some(allowed.max_bytes);
     reader.limits(limits);
     let mut picture = reader.decode().map_err(|e| match e {
         image::ImageError::Limits(_) => anyhow::anyhow!(
-            "cannot decode {name}: the picture is larger than this tool accepts ({MAX_SIDE} px a \
+            "cannot decode {name}: the picture is larger than this tool accepts ({} px a \
              side, {} MiB decoded)",
-            MAX_DECODE_BYTES >> 20
+            allowed.max_side,
+            allowed.max_bytes >> 20
         ),
         // The decoder's error repeats its cause in its source chain: show it once.
         e => anyhow::anyhow!("cannot decode {name}: {e}"),

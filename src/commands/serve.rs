@@ -1,0 +1,65 @@
+//! `mnist-cnn serve`: an HTTP prediction service with a draw-a-digit page.
+
+use crate::device::device_name;
+use crate::ensemble::Ensemble;
+use crate::serve::api::ModelInfo;
+use crate::serve::{self, ServeOptions};
+use anyhow::Result;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The checkpoint to serve (`.ot` or `.safetensors`; the architecture comes with it).
+    /// Given several times, the models answer as an ensemble.
+    #[arg(long = "model", value_name = "PATH", required = true)]
+    pub models: Vec<PathBuf>,
+
+    /// Test-time augmentation (five shifted views per picture; five times the compute).
+    #[arg(long)]
+    pub tta: bool,
+
+    /// Address to listen on. The default answers this machine only; 0.0.0.0:8080 opens it to
+    /// the network. Port 0 picks a free port (printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    #[command(flatten)]
+    pub compute: super::DeviceArgs,
+
+    /// Most pictures per forward pass: concurrent requests are gathered into batches.
+    #[arg(long, default_value_t = 64, value_parser = super::at_least_one)]
+    pub max_batch: usize,
+
+    /// How long a batch that is not full may wait for more pictures, milliseconds.
+    #[arg(long, default_value_t = 2)]
+    pub batch_wait_ms: u64,
+
+    /// Largest request body, bytes (larger ones get 413).
+    #[arg(long, default_value_t = 16 << 20, value_parser = super::at_least_one)]
+    pub max_body: usize,
+}
+
+pub fn run(args: &ServeArgs) -> Result<()> {
+    let device = args.compute.resolve()?;
+    let model = Ensemble::load(&args.models, device, args.tta)?;
+    let info = ModelInfo {
+        models: args.models.clone(),
+        architectures: model
+            .members()
+            .iter()
+            .map(|m| m.architecture.to_string())
+            .collect(),
+        tta: args.tta,
+        device: device_name(device),
+        max_batch: args.max_batch,
+    };
+    let options = ServeOptions::new(
+        args.addr,
+        args.max_batch,
+        Duration::from_millis(args.batch_wait_ms),
+        args.max_body,
+    );
+    serve::run(model, info, options)
+}
