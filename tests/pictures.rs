@@ -334,34 +334,6 @@ fn predict_agrees_with_eval_on_mnist_digits_and_holds_up_on_photos_of_them() {
     );
 }
 
-/// A PNG whose header declares `width`×`height` 8-bit grey pixels, followed by a few bytes of
-/// compressed data: enough for a decoder to believe the header.
-fn png_with_header(width: u32, height: u32) -> Vec<u8> {
-    fn chunk(png: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        png.extend((data.len() as u32).to_be_bytes());
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(kind);
-        crc.update(data);
-        png.extend(kind);
-        png.extend(data);
-        png.extend(crc.finalize().to_be_bytes());
-    }
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut header = Vec::new();
-    header.extend(width.to_be_bytes());
-    header.extend(height.to_be_bytes());
-    header.extend([8, 0, 0, 0, 0]); // 8-bit grey, deflate, no filter, no interlace
-    chunk(&mut png, b"IHDR", &header);
-    // zlib stream of a few zero bytes.
-    chunk(
-        &mut png,
-        b"IDAT",
-        &[0x78, 0x9c, 0x63, 0x60, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01],
-    );
-    chunk(&mut png, b"IEND", &[]);
-    png
-}
-
 /// Digit `pixels` three times larger, as ink coverage 0–255 (255 = full ink).
 fn enlarged_ink(pixels: &[u8]) -> (u32, u32, Vec<u8>) {
     let side = 84u32;

@@ -39,6 +39,11 @@ pub struct ServeArgs {
     /// Largest request body, bytes (larger ones get 413).
     #[arg(long, default_value_t = 16 << 20, value_parser = super::at_least_one)]
     pub max_body: usize,
+
+    /// Seconds a client has to send its request headers, and again its body; slower clients
+    /// are cut off (408 for a late body).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub client_timeout: u64,
 }
 
 pub fn run(args: &ServeArgs) -> Result<()> {
@@ -55,11 +60,13 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         device: device_name(device),
         max_batch: args.max_batch,
     };
-    let options = ServeOptions::new(
+    let mut options = ServeOptions::new(
         args.addr,
         args.max_batch,
         Duration::from_millis(args.batch_wait_ms),
         args.max_body,
     );
+    options.header_timeout = Duration::from_secs(args.client_timeout);
+    options.limits.body_timeout = Duration::from_secs(args.client_timeout);
     serve::run(model, info, options)
 }

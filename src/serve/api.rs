@@ -139,6 +139,18 @@ pub async fn not_found() -> ApiError {
     )
 }
 
+pub async fn method_not_allowed() -> Response {
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "/v1/predict takes POST with a picture or JSON body",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
 /// One answer: the digit, its probability, all ten, and the 28×28 input the network saw
 /// (values in [0, 1], white ink on black, row by row).
 #[derive(Debug, Serialize)]

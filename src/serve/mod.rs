@@ -76,7 +76,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(api::page))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
-        .route("/v1/predict", post(api::predict))
+        .route(
+            "/v1/predict",
+            post(api::predict).fallback(api::method_not_allowed),
+        )
         .fallback(api::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -2,6 +2,8 @@
 //! real MNIST folder, and the checks every failure must pass.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod server;
+
 use mnist_cnn::data::idx::build;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -188,4 +190,32 @@ pub fn file_names(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// A PNG whose header declares `width`×`height` 8-bit grey pixels, followed by a few bytes of
+/// compressed data: enough for a decoder to believe the header.
+pub fn png_with_header(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(png: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        png.extend((data.len() as u32).to_be_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(kind);
+        crc.update(data);
+        png.extend(kind);
+        png.extend(data);
+        png.extend(crc.finalize().to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut header = Vec::new();
+    header.extend(width.to_be_bytes());
+    header.extend(height.to_be_bytes());
+    header.extend([8, 0, 0, 0, 0]); // 8-bit grey, deflate, no filter, no interlace
+    chunk(&mut png, b"IHDR", &header);
+    // zlib stream of a few zero bytes.
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x63, 0x60, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01],
+    );
+    chunk(&mut png, b"IEND", &[]);
+    png
 }
