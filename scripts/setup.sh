@@ -4,6 +4,8 @@
 #   ensure_libtorch  libtorch 2.11.0: $LIBTORCH if the user set it, else a cached virtualenv with
 #                    torch==2.11.0 from PyPI (created once, reused by every clone and CI run)
 #   build_release    cargo build --release of the mnist-cnn binary
+#   ensure_chromium  headless Chromium for the browser test of `serve`'s page: $MNIST_CNN_CHROMIUM,
+#                    else chromium on PATH, else the system package (apt-get install chromium)
 #   ensure_data      MNIST in $MNIST_CNN_DATA (default data/mnist): imported from $MNIST_DIR when set,
 #                    downloaded otherwise; verified either way, and a no-op when already valid
 set -euo pipefail
@@ -63,6 +65,23 @@ record_libtorch_source() {
 build_release() {
   log "build: cargo build --release"
   (cd "$REPO_ROOT" && cargo build --release --locked --bin mnist-cnn)
+}
+
+ensure_chromium() {
+  if [ -n "${MNIST_CNN_CHROMIUM:-}" ] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then
+    log "chromium: $(command -v chromium || command -v chromium-browser || echo "$MNIST_CNN_CHROMIUM")"
+    return
+  fi
+  if ! command -v apt-get >/dev/null; then
+    log "chromium: not found and no apt-get; install Chromium or set MNIST_CNN_CHROMIUM"
+    return 1
+  fi
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  log "chromium: apt-get install chromium (once, for the browser test)"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y -q chromium >/dev/null ||
+    { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null; }
 }
 
 ensure_data() {

@@ -7,6 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 ensure_libtorch
 build_release
 ensure_data
+ensure_chromium
 cd "$REPO_ROOT"
 log "check: cargo fmt --check"
 cargo fmt --all --check
