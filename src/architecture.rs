@@ -5,7 +5,7 @@
 //! - `vgg-N`: stacked 3×3 convolutions with batch normalisation, VGG-style, in three stages of
 //!   N, 2N and 4N channels (1, 2 and 2 convolutions), each ended by a 2×2 max-pool, then dropout
 //!   and one dense layer. N is the width: `vgg-16` has 75k parameters, `vgg-32` 289k, `vgg-48`
-//!   645k. Built in [`vgg_cnn`].
+//!   641k. Built in [`vgg_cnn`].
 //!
 //! Parameter names follow PyTorch (`conv1.weight`, `bn1.running_mean`, …, `fc.bias`), so the
 //! same `torch.nn.Module` (see `scripts/pytorch_interop.py`) loads them without renaming.

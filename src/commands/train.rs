@@ -21,7 +21,7 @@ pub struct TrainArgs {
 
     /// The network: `tutorial` (the Keras tutorial's CNN, 35k parameters) or `vgg-N`
     /// (batch-normalised 3×3 convolutions in stages of N, 2N and 4N channels: vgg-16 75k,
-    /// vgg-32 289k, vgg-48 645k parameters; `vgg` is vgg-32) [default: the recipe's].
+    /// vgg-32 289k, vgg-48 641k parameters; `vgg` is vgg-32) [default: the recipe's].
     #[arg(long, value_name = "ARCH")]
     pub arch: Option<Architecture>,
 
