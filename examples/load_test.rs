@@ -77,7 +77,9 @@ fn bodies(options: &Options) -> Result<(Vec<Vec<u8>>, &'static str)> {
                     .expect("PNG in memory");
                 bytes.into_inner()
             } else {
-                serde_json::json!({ "pixels": digit }).to_string().into_bytes()
+                serde_json::json!({ "pixels": digit })
+                    .to_string()
+                    .into_bytes()
             }
         })
         .collect();

@@ -43,15 +43,7 @@ fn each_architecture_trains_and_its_checkpoints_round_trip_with_it() {
         assert_eq!(from_ot["architectures"][0], architecture);
         // … and of the safetensors export, which carries it in its metadata, anywhere.
         let exported = scratch.path().join(format!("{architecture}.safetensors"));
-        assert_success(&mnist_cnn(&[
-            "export",
-            "--model",
-            model.to_str().unwrap(),
-            "--format",
-            "safetensors",
-            "--out",
-            exported.to_str().unwrap(),
-        ]));
+        export(&model, "safetensors", &exported);
         let header = std::fs::read(&exported).unwrap();
         let header = String::from_utf8_lossy(&header[..2048.min(header.len())]).into_owned();
         assert!(
@@ -160,15 +152,7 @@ fn unknown_or_inconsistent_architectures_are_clear_errors() {
     // safetensors metadata naming an unknown architecture (same length, so the header stays
     // valid: "tutorial" → "lenet-v5").
     let exported = scratch.path().join("t.safetensors");
-    assert_success(&mnist_cnn(&[
-        "export",
-        "--model",
-        tutorial.join("model.ot").to_str().unwrap(),
-        "--format",
-        "safetensors",
-        "--out",
-        exported.to_str().unwrap(),
-    ]));
+    export(&tutorial.join("model.ot"), "safetensors", &exported);
     let mut bytes = std::fs::read(&exported).unwrap();
     let at = bytes
         .windows(10)

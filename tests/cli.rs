@@ -667,16 +667,7 @@ fn export_writes_each_format_and_names_a_bad_destination() {
         ("torchscript", "m.pt"),
     ] {
         let out = scratch.path().join(file);
-        let output = mnist_cnn(&[
-            "export",
-            "--model",
-            model.to_str().unwrap(),
-            "--format",
-            format,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        assert_success(&output);
+        export(&model, format, &out);
         assert!(out.is_file(), "{format}");
     }
     let exported: std::collections::BTreeMap<String, tch::Tensor> =

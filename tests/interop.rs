@@ -97,15 +97,7 @@ fn exports_agree_in_pytorch(architecture: &str) {
     let safetensors = scratch.path().join("model.safetensors");
     let pt = scratch.path().join("model.pt");
     for (format, out) in [("safetensors", &safetensors), ("torchscript", &pt)] {
-        assert_success(&mnist_cnn(&[
-            "export",
-            "--model",
-            model,
-            "--format",
-            format,
-            "--out",
-            out.to_str().unwrap(),
-        ]));
+        export(Path::new(model), format, out);
     }
     let from_state_dict = python(&[
         "eval-safetensors",

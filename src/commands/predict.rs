@@ -12,8 +12,8 @@ pub struct PredictArgs {
     #[arg(long = "model", value_name = "PATH", required = true)]
     pub models: Vec<PathBuf>,
 
-    /// Test-time augmentation: also show each model the picture shifted one pixel up, down,
-    /// left and right, and average the five answers.
+    /// Test-time augmentation: also show each model the picture turned 7° each way, and
+    /// average the three answers.
     #[arg(long)]
     pub tta: bool,
 

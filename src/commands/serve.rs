@@ -16,7 +16,7 @@ pub struct ServeArgs {
     #[arg(long = "model", value_name = "PATH", required = true)]
     pub models: Vec<PathBuf>,
 
-    /// Test-time augmentation (five shifted views per picture; five times the compute).
+    /// Test-time augmentation (three views per picture, turned 0° and ±7°; three times the compute).
     #[arg(long)]
     pub tta: bool,
 

@@ -110,16 +110,21 @@ fn weight_color(weight: f32, limit: f32) -> RGBColor {
 /// The filters (each `side`×`side` weights, row-major) in a grid of eight per row, coloured on
 /// one symmetric scale, with a colour bar.
 pub fn filters(weights: &[Vec<f32>], side: usize) -> Result<Canvas> {
-    let (width, height) = FILTERS_SIZE;
+    let per_row = 8i32;
+    let cell = 66 / side as i32;
+    let pitch = cell * side as i32 + 14;
+    let rows = weights.len().div_ceil(per_row as usize) as i32;
+    // FILTERS_SIZE holds four rows (the tutorial's 32 filters); wider networks get taller.
+    let (width, height) = (
+        FILTERS_SIZE.0,
+        FILTERS_SIZE.1.max((60 + rows * pitch + 90) as u32),
+    );
     let mut canvas = Canvas::new(width, height);
     let limit = weights
         .iter()
         .flatten()
         .fold(0.0f32, |m, w| m.max(w.abs()))
         .max(f32::MIN_POSITIVE);
-    let per_row = 8i32;
-    let cell = 66 / side as i32;
-    let pitch = cell * side as i32 + 14;
     let left = (width as i32 - per_row * pitch + 14) / 2;
     canvas.draw(|area| {
         drawing(area.draw(&Text::new(
@@ -151,7 +156,6 @@ pub fn filters(weights: &[Vec<f32>], side: usize) -> Result<Canvas> {
             )))?;
         }
         // The colour bar.
-        let rows = weights.len().div_ceil(per_row as usize) as i32;
         let bar_top = 60 + rows * pitch + 10;
         let (bar_left, bar_width) = (150, 400);
         for i in 0..bar_width {
@@ -196,6 +200,21 @@ mod tests {
             most_confident_mistakes(&truth, &predicted, &confidences, 2),
             [3, 1]
         );
+    }
+
+    /// vgg-48 has 48 first-layer filters: six rows, on a taller picture, nothing cut off.
+    #[test]
+    fn more_filters_get_a_taller_picture() {
+        let size = |count: usize| {
+            let weights: Vec<Vec<f32>> = (0..count).map(|i| vec![i as f32 - 20.0; 9]).collect();
+            let png = filters(&weights, 3).unwrap().to_png().unwrap();
+            let picture = image::load_from_memory(&png).unwrap();
+            (picture.width(), picture.height())
+        };
+        assert_eq!(size(32), FILTERS_SIZE);
+        let (width, height) = size(48);
+        assert_eq!(width, FILTERS_SIZE.0);
+        assert!(height >= FILTERS_SIZE.1 + 2 * 80, "{height}");
     }
 
     #[test]

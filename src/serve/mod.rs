@@ -167,7 +167,12 @@ async fn serve(state: Arc<AppState>, options: &ServeOptions) -> Result<()> {
         });
     }
     drop(listener);
-    info!("stopping: finishing the requests in flight");
+    info!("stopping: finishing the requests in flight (Ctrl-C again stops at once)");
+    tokio::spawn(async {
+        shutdown_signal().await;
+        warn!("second signal: stopping without waiting");
+        std::process::exit(130);
+    });
     tokio::select! {
         () = graceful.shutdown() => info!("all connections closed"),
         () = tokio::time::sleep(options.drain_timeout) => {

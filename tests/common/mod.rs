@@ -93,6 +93,19 @@ pub fn train_on_real_mnist(out: &Path, extra: &[&str]) -> Output {
     output
 }
 
+/// `mnist-cnn export --model MODEL --format FORMAT --out OUT`, which must succeed.
+pub fn export(model: &Path, format: &str, out: &Path) {
+    assert_success(&mnist_cnn(&[
+        "export",
+        "--model",
+        model.to_str().unwrap(),
+        "--format",
+        format,
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+}
+
 /// Trains on a small generated dataset: one epoch, batch 16, CPU, one thread, unless `extra`
 /// sets those flags itself.
 pub fn train_small(data: &Path, out: &Path, extra: &[&str]) -> Output {
