@@ -169,7 +169,7 @@ impl Browser {
 
     /// Draws strokes given in pad coordinates (0–1), point by point, with the mouse button
     /// held down along each stroke.
-    fn draw(&mut self, strokes: &[Vec<(f64, f64)>]) {
+    fn draw(&mut self, strokes: &[Stroke]) {
         let (left, top, width, height) = self.rect("pad");
         let at = |(x, y): (f64, f64)| (left + x * width, top + y * height);
         for stroke in strokes {
@@ -204,7 +204,10 @@ impl Browser {
     }
 }
 
-fn ellipse(cx: f64, cy: f64, rx: f64, ry: f64) -> Vec<(f64, f64)> {
+/// Points on the pad, 0–1 from the top left, drawn with the button held down.
+type Stroke = Vec<(f64, f64)>;
+
+fn ellipse(cx: f64, cy: f64, rx: f64, ry: f64) -> Stroke {
     (0..=36)
         .map(|i| {
             let a = f64::from(i) / 36.0 * std::f64::consts::TAU;
@@ -222,7 +225,7 @@ fn the_page_recognises_digits_drawn_stroke_by_stroke() {
     let mut browser = Browser::open(&server.url("/"));
     assert_eq!(browser.text("digit"), "?");
 
-    let digits: [(i64, Vec<Vec<(f64, f64)>>); 3] = [
+    let digits: [(i64, Vec<Stroke>); 3] = [
         (1, vec![vec![(0.52, 0.15), (0.50, 0.5), (0.48, 0.85)]]),
         (
             7,
