@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::Value;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -53,6 +54,25 @@ pub struct AppState {
     /// Pictures decoded at once (decoding takes memory and CPU; the rest wait their turn).
     pub decode_slots: Semaphore,
     pub model: ModelInfo,
+    /// `/v1/predict` requests being handled (the batcher waits for more fields only while a
+    /// batch holds fewer).
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// An error answer: a status and a sentence for the client.
@@ -167,6 +187,7 @@ pub async fn predict(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let _in_flight = InFlight::enter(&state.in_flight);
     let kind = payload_kind(&headers)?;
     let bytes = read_body(body, &headers, &state.limits).await?;
     let fields = match kind {

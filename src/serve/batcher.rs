@@ -1,6 +1,8 @@
 //! Dynamic batching: request handlers hand in single 28×28 fields; one thread that owns the
 //! model takes whatever has queued (up to `max_batch`), waits at most `max_wait` for more when
-//! the batch is not full, runs one forward pass, and answers each field.
+//! the batch is not full and more requests are in flight, runs one forward pass, and answers
+//! each field. (With nothing else in flight, waiting would only add latency: a lone client gets
+//! its answer without the wait.)
 //!
 //! The model lives on its own OS thread because libtorch calls block (and tch tensors are not
 //! `Sync`); the queue is bounded, so an overloaded server answers 503 at once instead of
@@ -9,6 +11,7 @@
 use super::metrics::Metrics;
 use crate::ensemble::{Ensemble, Predictor};
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -67,21 +70,31 @@ pub struct BatchPolicy {
 
 /// Starts the model thread. It stops when every handle is dropped and the queue is empty, so
 /// dropping the handles after the server stops drains what is in flight.
+///
+/// `in_flight` counts the requests being handled (the handlers keep it): a batch waits for more
+/// fields only while it holds fewer than that.
 pub fn start(
     model: Ensemble,
     policy: BatchPolicy,
     metrics: Arc<Metrics>,
+    in_flight: Arc<AtomicUsize>,
 ) -> (BatcherHandle, JoinHandle<()>) {
     let (queue, jobs) = mpsc::sync_channel(policy.queue_capacity);
     let thread = std::thread::Builder::new()
         .name("model".to_owned())
-        .spawn(move || run(model, jobs, policy, &metrics))
+        .spawn(move || run(model, jobs, policy, &metrics, &in_flight))
         .expect("cannot start the model thread");
     (BatcherHandle { queue }, thread)
 }
 
-fn run(model: Ensemble, jobs: Receiver<Job>, policy: BatchPolicy, metrics: &Metrics) {
-    while let Some(batch) = next_batch(&jobs, policy) {
+fn run(
+    model: Ensemble,
+    jobs: Receiver<Job>,
+    policy: BatchPolicy,
+    metrics: &Metrics,
+    in_flight: &AtomicUsize,
+) {
+    while let Some(batch) = next_batch(&jobs, policy, in_flight) {
         metrics.observe_batch(batch.len());
         let started = Instant::now();
         let answers = answer(&model, &batch);
@@ -93,9 +106,14 @@ fn run(model: Ensemble, jobs: Receiver<Job>, policy: BatchPolicy, metrics: &Metr
     }
 }
 
-/// Blocks for the first job, then gathers more until the batch is full or `max_wait` has passed
-/// since the first arrived. None when the queue is closed and empty.
-fn next_batch(jobs: &Receiver<Job>, policy: BatchPolicy) -> Option<Vec<Job>> {
+/// Blocks for the first job, then gathers more until the batch is full, or `max_wait` has
+/// passed since the first arrived, or no other request is in flight. None when the queue is
+/// closed and empty.
+fn next_batch(
+    jobs: &Receiver<Job>,
+    policy: BatchPolicy,
+    in_flight: &AtomicUsize,
+) -> Option<Vec<Job>> {
     let first = jobs.recv().ok()?;
     let deadline = Instant::now() + policy.max_wait;
     let mut batch = vec![first];
@@ -108,6 +126,9 @@ fn next_batch(jobs: &Receiver<Job>, policy: BatchPolicy) -> Option<Vec<Job>> {
             }
             Err(mpsc::TryRecvError::Disconnected) => break,
             Err(mpsc::TryRecvError::Empty) => {}
+        }
+        if batch.len() >= in_flight.load(Ordering::Acquire) {
+            break; // every request in flight is in this batch: nothing to wait for
         }
         let now = Instant::now();
         if now >= deadline {
@@ -178,7 +199,9 @@ mod tests {
             max_wait: Duration::from_millis(max_wait_ms),
             queue_capacity: 64,
         };
-        let (handle, thread) = start(model, policy, metrics.clone());
+        // Five requests in flight: the batch waits for the fields still to come.
+        let in_flight = Arc::new(AtomicUsize::new(5));
+        let (handle, thread) = start(model, policy, metrics.clone(), in_flight);
         (handle, thread, metrics)
     }
 

@@ -23,6 +23,7 @@ use hyper_util::service::TowerToHyperService;
 use metrics::Metrics;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -96,7 +97,9 @@ pub fn run(model: Ensemble, info: ModelInfo, options: ServeOptions) -> Result<()
         .build()
         .context("cannot start the async runtime")?;
     let metrics = Arc::new(Metrics::new());
-    let (batcher, model_thread) = batcher::start(model, options.batch, metrics.clone());
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let (batcher, model_thread) =
+        batcher::start(model, options.batch, metrics.clone(), in_flight.clone());
     let state = Arc::new(AppState {
         batcher,
         metrics,
@@ -105,6 +108,7 @@ pub fn run(model: Ensemble, info: ModelInfo, options: ServeOptions) -> Result<()
             std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
         ),
         model: info,
+        in_flight,
     });
     let served = runtime.block_on(serve(state, &options));
     // The state (and with it the last batcher handle) is gone: the model thread answers what is
