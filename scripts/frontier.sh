@@ -38,10 +38,10 @@ train vgg-48 1 runs/vgg48-s1
 
 accuracy() { "$MNIST_CNN_BIN" eval --data "$MNIST_CNN_DATA" --json "$@" |
   python3 -c 'import json, sys; print("{:.2f}%".format(100 * json.load(sys.stdin)["accuracy"]))'; }
-log "ensemble of the vgg-32 runs: $(accuracy "${MODELS[@]}")"
-log "the same with --tta: $(accuracy "${MODELS[@]}" --tta)"
-log "(seeds 1-3 alone are the first four rows of the README's ensembles)"
-log "+ vgg-16, --tta: $(accuracy "${MODELS[@]}" --model runs/vgg16-s1/model.ot --tta)"
-log "+ vgg-48, --tta: $(accuracy "${MODELS[@]}" --model runs/vgg48-s1/model.ot --tta)"
-ALL=("${MODELS[@]}" --model runs/vgg48-s1/model.ot --model runs/vgg16-s1/model.ot)
-log "all five: $(accuracy "${ALL[@]}"); with --tta: $(accuracy "${ALL[@]}" --tta)"
+THREE=(--model runs/large-s1/model.ot --model runs/large-s2/model.ot --model runs/large-s3/model.ot)
+log "vgg-32 seeds 1-3: $(accuracy "${THREE[@]}"); with --tta: $(accuracy "${THREE[@]}" --tta)"
+log "vgg-32 seeds $SEEDS: $(accuracy "${MODELS[@]}"); with --tta: $(accuracy "${MODELS[@]}" --tta)"
+log "seeds 1-3 + vgg-16, --tta: $(accuracy "${THREE[@]}" --model runs/vgg16-s1/model.ot --tta)"
+log "seeds 1-3 + vgg-48, --tta: $(accuracy "${THREE[@]}" --model runs/vgg48-s1/model.ot --tta)"
+FIVE=("${THREE[@]}" --model runs/vgg48-s1/model.ot --model runs/vgg16-s1/model.ot)
+log "seeds 1-3 + vgg-48 + vgg-16: $(accuracy "${FIVE[@]}"); with --tta: $(accuracy "${FIVE[@]}" --tta)"
