@@ -5,13 +5,17 @@
 //! by index from a per-epoch permutation of the data held on the device); only the bookkeeping
 //! around it (progress, evaluation) is left out.
 
+use crate::data::images::save_field_png;
 use crate::data::Split;
-use crate::model::{Architecture, Classifier};
+use crate::io::checkpoint;
+use crate::model::Classifier;
+use crate::nn::Architecture;
+use crate::optim::Adam;
 use crate::rng;
 use crate::train::train_step;
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -31,21 +35,27 @@ pub struct BenchResult {
     pub predict_latency_ms: Option<f64>,
 }
 
-/// Times `steps` training steps at `batch_size` after `warmup` untimed ones. Returns the
-/// elapsed seconds and the mean loss (read back once, at the end).
+/// What [`time_training`] measured.
+pub struct TrainingTiming {
+    pub seconds: f64,
+    /// The mean loss of the timed steps (read back once, at the end).
+    pub mean_loss: f64,
+}
+
+/// Times `steps` training steps at `batch_size` after `warmup` untimed ones.
 pub fn time_training(
     model: &Classifier,
     train: &Split,
     batch_size: usize,
     warmup: usize,
     steps: usize,
-) -> Result<(f64, f64)> {
+) -> Result<TrainingTiming> {
     ensure!(
         train.len() >= batch_size,
         "the training set is smaller than a batch"
     );
     let device = model.device();
-    let mut optimizer = crate::optim::Adam::new(&model.vs, 1e-3);
+    let mut optimizer = Adam::for_model(model, 1e-3);
     let n = train.len();
     let per_epoch = n / batch_size;
     let mut order = Tensor::from_slice(&rng::epoch_permutation(n, 0, 1)).to_device(device);
@@ -68,7 +78,10 @@ pub fn time_training(
     }
     let mean_loss = loss_sum.double_value(&[]) / steps.max(1) as f64;
     sync(device);
-    Ok((started.elapsed().as_secs_f64(), mean_loss))
+    Ok(TrainingTiming {
+        seconds: started.elapsed().as_secs_f64(),
+        mean_loss,
+    })
 }
 
 /// Images per second classified in batches of 1000 without gradients (best of three passes).
@@ -125,14 +138,16 @@ pub fn time_predict(binary: &Path, model: &Path, picture: &Path, threads: i32) -
     Ok(times[1])
 }
 
+/// The files [`time_predict`] runs `predict` on.
+pub struct PredictInputs {
+    pub model: PathBuf,
+    pub picture: PathBuf,
+}
+
 /// Saves `model` and one digit as a PNG in `dir`, for [`time_predict`].
-pub fn predict_inputs(
-    model: &Classifier,
-    digit: &Tensor,
-    dir: &Path,
-) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+pub fn predict_inputs(model: &Classifier, digit: &Tensor, dir: &Path) -> Result<PredictInputs> {
     let model_path = dir.join("bench-model.ot");
-    model.save(&model_path)?;
+    checkpoint::save(model, &model_path)?;
     let pixels = Vec::<f32>::try_from(
         digit
             .to_device(Device::Cpu)
@@ -140,8 +155,11 @@ pub fn predict_inputs(
             .flatten(0, -1),
     )?;
     let picture_path = dir.join("bench-digit.png");
-    crate::predict::save_field_png(&pixels, &picture_path, 1)?;
-    Ok((model_path, picture_path))
+    save_field_png(&pixels, &picture_path, 1)?;
+    Ok(PredictInputs {
+        model: model_path,
+        picture: picture_path,
+    })
 }
 
 /// A fresh tutorial model for benchmarking (fixed seed).

@@ -1,6 +1,7 @@
 //! Choosing where to compute: `auto`, `cpu`, `cuda` or `cuda:N`.
 
 use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
 use tch::{Cuda, Device};
@@ -66,12 +67,49 @@ impl DeviceChoice {
     }
 }
 
-/// A device as users write it: `cpu`, `cuda:0`.
-pub fn device_name(device: Device) -> String {
-    match device {
-        Device::Cpu => "cpu".to_owned(),
-        Device::Cuda(i) => format!("cuda:{i}"),
-        other => format!("{other:?}").to_lowercase(),
+/// A device as users write it and `config.json` records it: `cpu`, `cuda:0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceName(pub Device);
+
+impl DeviceName {
+    pub fn is_cpu(self) -> bool {
+        self.0 == Device::Cpu
+    }
+}
+
+impl fmt::Display for DeviceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Device::Cpu => write!(f, "cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+            other => write!(f, "{}", format!("{other:?}").to_lowercase()),
+        }
+    }
+}
+
+impl FromStr for DeviceName {
+    type Err = anyhow::Error;
+
+    /// `cpu` or `cuda:N`, as [`DeviceName`]'s `Display` writes them.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.parse::<DeviceChoice>()? {
+            DeviceChoice::Cpu => Ok(Self(Device::Cpu)),
+            DeviceChoice::Cuda(index) => Ok(Self(Device::Cuda(index))),
+            DeviceChoice::Auto => bail!("\"auto\" is a choice, not a device"),
+        }
+    }
+}
+
+impl Serialize for DeviceName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -104,6 +142,17 @@ mod tests {
     #[test]
     fn cpu_always_resolves() {
         assert_eq!(DeviceChoice::Cpu.resolve().unwrap(), Device::Cpu);
+    }
+
+    #[test]
+    fn device_names_round_trip_through_json() {
+        for device in [Device::Cpu, Device::Cuda(1)] {
+            let json = serde_json::to_string(&DeviceName(device)).unwrap();
+            assert_eq!(serde_json::from_str::<DeviceName>(&json).unwrap().0, device);
+        }
+        assert_eq!(DeviceName(Device::Cuda(0)).to_string(), "cuda:0");
+        assert!(serde_json::from_str::<DeviceName>("\"auto\"").is_err());
+        assert!(serde_json::from_str::<DeviceName>("\"tpu\"").is_err());
     }
 
     #[test]

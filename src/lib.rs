@@ -1,39 +1,33 @@
 //! mnist-cnn: train, evaluate and ship the Keras tutorial's convolutional MNIST classifier on
 //! libtorch through tch-rs.
 //!
-//! The modules follow the pipeline, in the order data flows through it:
+//! The modules form layers, and dependencies point one way, from the top of this list down
+//! (see `docs/architecture.md`):
 //!
-//! - [`data`]: fetch, verify and validate the MNIST idx files, and load them as tensors;
-//! - [`architecture`]: the model families (`tutorial`, `vgg-N`) and how checkpoints tell them;
-//! - [`model`]: the tutorial CNN on `nn::seq()`, the classifier, checkpoints with PyTorch names;
-//! - [`ensemble`]: several checkpoints (and test-time augmentation) answering as one;
-//! - [`train`]: the training loop (Adam, per-epoch reshuffle from the seed, evaluation each epoch);
-//! - [`metrics`]: loss, accuracy, confusion matrix, per-class precision/recall/F1;
-//! - [`predict`]: pictures in, digits out;
-//! - [`export`]: safetensors, TorchScript and npz for use outside this tool;
-//! - [`bench`]: training and inference throughput, predict latency;
-//! - [`report`]: curves, confusion matrix, mistakes and filters as PNG, and report.html;
-//! - [`serve`]: the HTTP prediction service (batching, metrics, the draw-a-digit page);
-//! - [`run`]: the run folder (`config.json`, `metrics.jsonl`, `model.ot`);
-//! - [`commands`]: one function per subcommand, called by the thin `main.rs`.
-//!
-//! Supporting modules: [`device`] (choosing CPU/CUDA), [`runtime`] (libtorch build and thread
-//! facts), [`fsutil`] (atomic file writes), [`progress`] (progress bars on stderr).
+//! - front ends: [`cli`] (flags → options, one module per subcommand), [`serve`] (the HTTP
+//!   service), [`report`] (pictures and report.html), [`bench`] (throughput and latency);
+//! - [`run`]: one training run from start to end, keeping its run folder up to date;
+//! - [`io`]: files: checkpoints, exports, and the run folder's one reader and writer;
+//! - [`train`] and [`eval`]: training and evaluation, in memory;
+//! - core: [`nn`] (the networks), [`model`] (a network with its weights; what answers),
+//!   [`optim`] (Adam), [`schedule`], [`augment`], [`data`] (MNIST, pictures, datasets);
+//! - foundations every layer may use: [`shape`] (28×28, ten classes), [`choice`] (named
+//!   options), [`rng`], [`device`], [`runtime`], [`interrupt`], [`progress`], [`fsutil`]
+//!   (atomic writes).
 
-pub mod architecture;
 pub mod augment;
 pub mod bench;
-pub mod commands;
+pub mod choice;
+pub mod cli;
 pub mod data;
 pub mod device;
-pub mod ensemble;
-pub mod export;
+pub mod eval;
 pub mod fsutil;
 pub mod interrupt;
-pub mod metrics;
+pub mod io;
 pub mod model;
+pub mod nn;
 pub mod optim;
-pub mod predict;
 pub mod progress;
 pub mod report;
 pub mod rng;
@@ -41,4 +35,5 @@ pub mod run;
 pub mod runtime;
 pub mod schedule;
 pub mod serve;
+pub mod shape;
 pub mod train;

@@ -6,37 +6,54 @@
 //! m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε).
 //! Parameters without a gradient (frozen ones) are left untouched, moments included.
 
+use crate::model::{Classifier, NamedTensor};
 use anyhow::{ensure, Context, Result};
 use std::collections::BTreeMap;
-use tch::{nn, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;
 const EPS: f64 = 1e-8;
 
-/// Adam over the trainable variables of a VarStore.
+/// One parameter and Adam's running estimates for it.
+struct Slot {
+    name: String,
+    parameter: Tensor,
+    /// m: the moving average of the gradient.
+    first_moment: Tensor,
+    /// v: the moving average of the squared gradient.
+    second_moment: Tensor,
+}
+
+/// Adam over a model's parameters.
 pub struct Adam {
     learning_rate: f64,
     step: i64,
-    /// (name, variable, first moment, second moment), by name.
-    slots: Vec<(String, Tensor, Tensor, Tensor)>,
+    /// One per parameter, in the order given (the model's: by name).
+    slots: Vec<Slot>,
 }
 
 impl Adam {
-    /// Adam over every variable of `vs` that requires a gradient.
-    pub fn new(vs: &nn::VarStore, learning_rate: f64) -> Self {
-        let mut variables: Vec<(String, Tensor)> = vs
+    /// Adam over every variable of `model` that requires a gradient (frozen ones, and
+    /// batch-norm running statistics, do not).
+    pub fn for_model(model: &Classifier, learning_rate: f64) -> Self {
+        let parameters = model
             .variables()
             .into_iter()
-            .filter(|(_, v)| v.requires_grad())
+            .filter(|v| v.tensor.requires_grad())
             .collect();
-        variables.sort_by(|a, b| a.0.cmp(&b.0));
-        let slots = variables
+        Self::new(parameters, learning_rate)
+    }
+
+    /// Adam over `parameters`, in their order.
+    pub fn new(parameters: Vec<NamedTensor>, learning_rate: f64) -> Self {
+        let slots = parameters
             .into_iter()
-            .map(|(name, variable)| {
-                let zeros = || variable.zeros_like().detach();
-                let (m, v) = (zeros(), zeros());
-                (name, variable, m, v)
+            .map(|NamedTensor { name, tensor }| Slot {
+                first_moment: tensor.zeros_like().detach(),
+                second_moment: tensor.zeros_like().detach(),
+                name,
+                parameter: tensor,
             })
             .collect();
         Self {
@@ -57,8 +74,8 @@ impl Adam {
 
     /// Clears the gradients, back-propagates `loss` and updates the parameters.
     pub fn backward_step(&mut self, loss: &Tensor) {
-        for (_, variable, _, _) in &mut self.slots {
-            let mut grad = variable.grad();
+        for slot in &mut self.slots {
+            let mut grad = slot.parameter.grad();
             if grad.defined() {
                 let _ = grad.detach_().zero_();
             }
@@ -74,20 +91,20 @@ impl Adam {
         let bias_correction2_sqrt = (1.0 - BETA2.powf(step)).sqrt();
         let step_size = self.learning_rate / bias_correction1;
         tch::no_grad(|| {
-            for (_, variable, m, v) in &mut self.slots {
-                let grad = variable.grad();
+            for slot in &mut self.slots {
+                let grad = slot.parameter.grad();
                 if !grad.defined() {
                     continue;
                 }
                 // Eight kernels and two temporaries per parameter: at batch 32 a step is a few
                 // milliseconds, so the optimizer's per-call overhead shows.
-                let _ = m.lerp_(&grad, 1.0 - BETA1);
-                let _ = v.lerp_(&grad.square(), 1.0 - BETA2);
-                let mut denom = v.sqrt();
+                let _ = slot.first_moment.lerp_(&grad, 1.0 - BETA1);
+                let _ = slot.second_moment.lerp_(&grad.square(), 1.0 - BETA2);
+                let mut denom = slot.second_moment.sqrt();
                 let _ = denom.g_div_scalar_(bias_correction2_sqrt);
                 let _ = denom.g_add_scalar_(EPS);
                 let _ = denom.g_div_scalar_(-step_size);
-                let _ = variable.addcdiv_(m, &denom);
+                let _ = slot.parameter.addcdiv_(&slot.first_moment, &denom);
             }
         });
     }
@@ -95,9 +112,9 @@ impl Adam {
     /// The optimizer's state as named tensors (`adam.step`, `adam.m.NAME`, `adam.v.NAME`).
     pub fn state(&self) -> Vec<(String, Tensor)> {
         let mut state = vec![("adam.step".to_owned(), Tensor::from(self.step))];
-        for (name, _, m, v) in &self.slots {
-            state.push((format!("adam.m.{name}"), m.copy()));
-            state.push((format!("adam.v.{name}"), v.copy()));
+        for slot in &self.slots {
+            state.push((format!("adam.m.{}", slot.name), slot.first_moment.copy()));
+            state.push((format!("adam.v.{}", slot.name), slot.second_moment.copy()));
         }
         state
     }
@@ -109,9 +126,12 @@ impl Adam {
             .context("the checkpoint has no optimizer state (adam.step)")?;
         self.step = step.int64_value(&[]);
         tch::no_grad(|| -> Result<()> {
-            for (name, _, m, v) in &mut self.slots {
-                for (moment, key) in [(m, format!("adam.m.{name}")), (v, format!("adam.v.{name}"))]
-                {
+            for slot in &mut self.slots {
+                let name = &slot.name;
+                for (moment, key) in [
+                    (&mut slot.first_moment, format!("adam.m.{name}")),
+                    (&mut slot.second_moment, format!("adam.v.{name}")),
+                ] {
                     let saved = state
                         .get(&key)
                         .with_context(|| format!("the checkpoint has no {key}"))?;
@@ -132,17 +152,24 @@ impl Adam {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+
+    fn parameter() -> Tensor {
+        Tensor::from_slice(&[1.0f32, -2.0, 3.0]).set_requires_grad(true)
+    }
+
+    fn named(p: &Tensor) -> Vec<NamedTensor> {
+        vec![NamedTensor {
+            name: "p".to_owned(),
+            tensor: p.shallow_clone(),
+        }]
+    }
 
     /// One parameter, a quadratic loss: the first Adam step moves each coordinate by lr against
     /// the sign of its gradient (m̂/√v̂ = ±1 on the first step).
     #[test]
     fn the_first_step_moves_each_parameter_by_the_learning_rate() {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let p = vs
-            .root()
-            .var_copy("p", &Tensor::from_slice(&[1.0f32, -2.0, 3.0]));
-        let mut adam = Adam::new(&vs, 0.1);
+        let p = parameter();
+        let mut adam = Adam::new(named(&p), 0.1);
         let loss = (&p * &p).sum(Kind::Float);
         adam.backward_step(&loss);
         let after = Vec::<f32>::try_from(&p).unwrap();
@@ -155,16 +182,13 @@ mod tests {
     #[test]
     fn a_saved_state_restores_the_same_trajectory() {
         let run = |split: Option<usize>| {
-            let vs = nn::VarStore::new(Device::Cpu);
-            let p = vs
-                .root()
-                .var_copy("p", &Tensor::from_slice(&[1.0f32, -2.0, 3.0]));
-            let mut adam = Adam::new(&vs, 0.05);
+            let p = parameter();
+            let mut adam = Adam::new(named(&p), 0.05);
             for step in 0..10 {
                 if Some(step) == split {
                     // Round-trip the state through a fresh optimizer, as a resumed run does.
                     let state: BTreeMap<String, Tensor> = adam.state().into_iter().collect();
-                    adam = Adam::new(&vs, 0.05);
+                    adam = Adam::new(named(&p), 0.05);
                     adam.load_state(&state).unwrap();
                 }
                 let loss = (&p * &p * &p).abs().sum(Kind::Float);

@@ -1,10 +1,11 @@
 //! Learning-rate schedules, evaluated per training step.
 
+use crate::choice::Choice;
 use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
 use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Schedule {
     /// The base learning rate throughout.
@@ -17,14 +18,33 @@ pub enum Schedule {
     Onecycle,
 }
 
-impl fmt::Display for Schedule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self {
+impl Choice for Schedule {
+    const ALL: &'static [Self] = &[Self::Constant, Self::Cosine, Self::Onecycle];
+
+    fn name(self) -> &'static str {
+        match self {
             Self::Constant => "constant",
             Self::Cosine => "cosine",
             Self::Onecycle => "onecycle",
-        };
-        f.write_str(name)
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Self::Constant => "The base learning rate throughout",
+            Self::Cosine => "Cosine decay from the base rate to zero over the run",
+            Self::Onecycle => {
+                "Linear warm-up from base/25 to the base rate over the first 30% of the steps, \
+                 then cosine decay to base/10,000 (PyTorch's OneCycleLR defaults, with a linear \
+                 warm-up)"
+            }
+        }
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

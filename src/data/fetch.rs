@@ -304,7 +304,7 @@ mod tests {
             .iter()
             .all(|(_, o)| matches!(o, Outcome::Written { .. })));
         let images = fs::read(dst.path().join("train-images-idx3-ubyte")).unwrap();
-        assert_eq!(images.len(), 16 + 4 * 784);
+        assert_eq!(images.len(), 16 + 4 * crate::shape::IMAGE_PIXELS);
         let second = import(dst.path(), src.path(), Verify::StructureOnly).unwrap();
         assert!(second.iter().all(|(_, o)| *o == Outcome::AlreadyPresent));
     }

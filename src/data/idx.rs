@@ -5,7 +5,8 @@
 //! magic number, 28×28 images, a size exactly equal to what the header promises (computed in
 //! checked 64-bit arithmetic), labels 0–9, and as many labels as images.
 
-use super::{IdxKind, IMAGE_SIDE, NUM_CLASSES};
+use super::IdxKind;
+use crate::shape::{IMAGE_SIDE, NUM_CLASSES};
 use anyhow::{bail, ensure, Context, Result};
 use std::fs::{self, File};
 use std::io::Read;
@@ -144,6 +145,8 @@ fn read_header(path: &Path, len: u64) -> Result<Vec<u8>> {
 
 /// Builders of small idx files, for tests of this crate and of programs that use it.
 pub mod build {
+    use crate::shape::{IMAGE_PIXELS, IMAGE_SIDE};
+
     /// An idx3 image file holding `images` (each 784 bytes) with the given header fields.
     pub fn images_with_header(count: u32, rows: u32, cols: u32, pixels: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + pixels.len());
@@ -157,10 +160,11 @@ pub mod build {
     /// A valid idx3 image file of `count` 28×28 images filled from `pixel(i, p)`.
     pub fn images(count: u32, pixel: impl Fn(usize, usize) -> u8) -> Vec<u8> {
         let pixels: Vec<u8> = (0..count as usize)
-            .flat_map(|i| (0..784).map(move |p| (i, p)))
+            .flat_map(|i| (0..IMAGE_PIXELS).map(move |p| (i, p)))
             .map(|(i, p)| pixel(i, p))
             .collect();
-        images_with_header(count, 28, 28, &pixels)
+        let side = IMAGE_SIDE as u32;
+        images_with_header(count, side, side, &pixels)
     }
 
     /// An idx1 label file holding `labels`.
@@ -177,6 +181,10 @@ pub mod build {
 mod tests {
     use super::build;
     use super::*;
+
+    use crate::shape::IMAGE_PIXELS;
+
+    const SIDE: u32 = IMAGE_SIDE as u32;
 
     fn err_of(bytes: &[u8], kind: IdxKind) -> String {
         format!("{:#}", validate_bytes(bytes, kind).unwrap_err())
@@ -228,17 +236,17 @@ mod tests {
 
     #[test]
     fn huge_and_zero_counts_are_rejected_without_overflow() {
-        let huge = build::images_with_header(u32::MAX, 28, 28, &[0; 784]);
+        let huge = build::images_with_header(u32::MAX, SIDE, SIDE, &[0; IMAGE_PIXELS]);
         let err = err_of(&huge, IdxKind::Images);
         assert!(err.contains("4294967295 images"), "{err}");
-        let zero = build::images_with_header(0, 28, 28, &[]);
+        let zero = build::images_with_header(0, SIDE, SIDE, &[]);
         assert!(err_of(&zero, IdxKind::Images).contains("zero images"));
         assert!(err_of(&build::labels(&[]), IdxKind::Labels).contains("zero labels"));
     }
 
     #[test]
     fn non_28_by_28_images_are_rejected() {
-        let odd = build::images_with_header(1, 27, 28, &[0; 27 * 28]);
+        let odd = build::images_with_header(1, 27, SIDE, &[0; 27 * SIDE as usize]);
         assert!(err_of(&odd, IdxKind::Images).contains("27×28"));
     }
 
@@ -277,7 +285,11 @@ mod tests {
     fn file_errors_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("train-images-idx3-ubyte");
-        fs::write(&path, build::images_with_header(5, 28, 28, &[0; 784])).unwrap();
+        fs::write(
+            &path,
+            build::images_with_header(5, SIDE, SIDE, &[0; IMAGE_PIXELS]),
+        )
+        .unwrap();
         let err = format!("{:#}", validate_images_file(&path).unwrap_err());
         assert!(err.contains("train-images-idx3-ubyte"), "{err}");
         assert!(err.contains("truncated"), "{err}");

@@ -2,20 +2,19 @@
 //!
 //! - [`idx`] validates idx files before anything trusts their headers;
 //! - [`fetch`] downloads or imports the files, verifies their digests, and writes them atomically;
-//! - [`Mnist::load`] validates a folder and hands it to tch's bundled loader.
+//! - [`Mnist::load`] validates a folder and hands it to tch's bundled loader;
+//! - [`images`] reads pictures and labelled picture folders the way MNIST was made;
+//! - [`dataset`] assembles what a run trains and is judged on (limit, validation split).
 
+pub mod dataset;
 pub mod fetch;
 pub mod idx;
 pub mod images;
 
+use crate::shape::batch_shape;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
-
-/// Side length of an MNIST picture.
-pub const IMAGE_SIDE: i64 = 28;
-/// Number of classes (the digits 0–9).
-pub const NUM_CLASSES: i64 = 10;
 
 /// Whether an idx file holds images (idx3) or labels (idx1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,9 +178,7 @@ impl Mnist {
         let dataset = tch::vision::mnist::load_dir(dir)
             .with_context(|| format!("cannot load MNIST from {}", dir.display()))?;
         let as_split = |images: Tensor, labels: Tensor| Split {
-            images: images
-                .view([-1, 1, IMAGE_SIDE, IMAGE_SIDE])
-                .to_kind(Kind::Float),
+            images: images.view(batch_shape(-1)).to_kind(Kind::Float),
             labels,
         };
         Ok(Mnist {

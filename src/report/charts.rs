@@ -2,7 +2,7 @@
 //! matrix as a heat map).
 
 use super::canvas::{blend, bold, drawing, text, Canvas};
-use crate::metrics::ConfusionMatrix;
+use crate::eval::ConfusionMatrix;
 use crate::train::EpochRecord;
 use anyhow::Result;
 use plotters::prelude::*;
@@ -342,23 +342,7 @@ pub fn confusion(matrix: &ConfusionMatrix, title: &str) -> Result<Canvas> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::Scores;
-
-    fn record(epoch: usize, rate: f64, rate_end: f64) -> EpochRecord {
-        EpochRecord {
-            epoch,
-            train_loss: (epoch > 0).then_some(0.5),
-            scores: Scores {
-                test_loss: Some(0.4),
-                test_accuracy: Some(0.9),
-                ..Default::default()
-            },
-            seconds: 1.0,
-            images_per_second: 100.0,
-            learning_rate: rate,
-            learning_rate_end: rate_end,
-        }
-    }
+    use crate::train::records::sample_record as record;
 
     #[test]
     fn the_learning_rate_panel_appears_only_when_the_rate_changed() {

@@ -2,6 +2,7 @@
 //! (the first convolution's 3×3 filters).
 
 use super::canvas::{blend, bold, drawing, text, Canvas};
+use crate::shape::{IMAGE_PIXELS, IMAGE_SIDE};
 use anyhow::{ensure, Result};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -10,6 +11,8 @@ pub const MISTAKE_COLUMNS: usize = 8;
 pub const MISTAKE_ROWS: usize = 4;
 /// Each digit is drawn this many times larger than its 28×28.
 const DIGIT_SCALE: i32 = 4;
+/// A digit's side as drawn.
+const DIGIT_SIDE: i32 = IMAGE_SIDE as i32 * DIGIT_SCALE;
 const TILE: (i32, i32) = (132, 150);
 pub const MISTAKES_SIZE: (u32, u32) = (
     (MISTAKE_COLUMNS as i32 * TILE.0 + 24) as u32,
@@ -60,14 +63,18 @@ pub fn mistakes(mistakes: &[Mistake], total_wrong: usize, examples: usize) -> Re
             bold(19.0).pos(Pos::new(HPos::Center, VPos::Center)),
         )))?;
         for (i, mistake) in mistakes.iter().enumerate() {
-            ensure!(mistake.pixels.len() == 784, "a digit needs 784 pixels");
+            ensure!(
+                mistake.pixels.len() == IMAGE_PIXELS,
+                "a digit needs {IMAGE_PIXELS} pixels"
+            );
             let (column, row) = ((i % MISTAKE_COLUMNS) as i32, (i / MISTAKE_COLUMNS) as i32);
-            let x0 = 12 + column * TILE.0 + (TILE.0 - 28 * DIGIT_SCALE) / 2;
+            let x0 = 12 + column * TILE.0 + (TILE.0 - DIGIT_SIDE) / 2;
             let y0 = 56 + row * TILE.1;
+            let side = IMAGE_SIDE as usize;
             for (p, &v) in mistake.pixels.iter().enumerate() {
                 let (x, y) = (
-                    x0 + (p % 28) as i32 * DIGIT_SCALE,
-                    y0 + (p / 28) as i32 * DIGIT_SCALE,
+                    x0 + (p % side) as i32 * DIGIT_SCALE,
+                    y0 + (p / side) as i32 * DIGIT_SCALE,
                 );
                 let grey = (255.0 * (1.0 - v.clamp(0.0, 1.0))).round() as u8;
                 drawing(area.draw(&Rectangle::new(
@@ -75,7 +82,7 @@ pub fn mistakes(mistakes: &[Mistake], total_wrong: usize, examples: usize) -> Re
                     RGBColor(grey, grey, grey).filled(),
                 )))?;
             }
-            let side = 28 * DIGIT_SCALE;
+            let side = DIGIT_SIDE;
             drawing(area.draw(&Rectangle::new(
                 [(x0, y0), (x0 + side, y0 + side)],
                 RGBColor(190, 190, 190),

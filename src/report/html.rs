@@ -2,9 +2,9 @@
 //! scripts, no network) with the run's configuration, tables and pictures.
 
 use super::Picture;
-use crate::metrics::ClassificationReport;
-use crate::run::RunConfig;
-use crate::train::{EpochRecord, Scores};
+use crate::eval::{ClassificationReport, Scores};
+use crate::io::RunConfig;
+use crate::train::EpochRecord;
 use anyhow::Result;
 use base64::Engine;
 use std::fmt::Write;
@@ -102,8 +102,8 @@ fn headline(html: &mut String, inputs: &PageInputs<'_>) -> Result<()> {
     writeln!(
         html,
         "<p class=\"headline\"><b>{}</b> on {}: accuracy <b>{:.2}%</b> and loss {:.4} on {}; {}.</p>",
-        escape(&config.command),
-        escape(&config.device),
+        escape(&config.command.to_string()),
+        escape(&config.device.to_string()),
         100.0 * inputs.report.accuracy,
         inputs.report.loss,
         escape(inputs.data_description),

@@ -7,17 +7,21 @@
 
 mod canvas;
 mod charts;
+pub mod data;
 mod gallery;
 mod html;
 
 use crate::data::Split;
-use crate::metrics;
-use crate::model::{named_parameters, Classifier};
-use crate::run::{self, RunConfig, CONFIG_FILE, METRICS_FILE};
+use crate::eval;
+use crate::io::run_folder::RunFolder;
+use crate::model::Classifier;
+use crate::run::CompletedRun;
 use anyhow::{ensure, Context, Result};
+use data::{mnist_test_description, ReportData};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind};
+use tracing::{info, warn};
 
 pub use charts::{curves_size, CONFUSION_SIZE, PANEL_SIZE};
 pub use gallery::{FILTERS_SIZE, MISTAKES_SIZE};
@@ -54,16 +58,17 @@ pub fn write_report(
     data: &Split,
     data_description: &str,
 ) -> Result<ReportSummary> {
-    let config = read_config(run_dir)?;
-    let records = run::read_metrics(&run_dir.join(METRICS_FILE))?;
+    let folder = RunFolder::open(run_dir);
+    let config = folder.read_config()?;
+    let records = folder.read_metrics()?;
     ensure!(
         !records.is_empty(),
         "{}: no epoch recorded yet",
-        run_dir.join(METRICS_FILE).display()
+        folder.metrics_path().display()
     );
     let chosen_epoch = config.final_metrics.as_ref().map(|m| m.chosen_epoch);
 
-    let evaluation = metrics::evaluate(model, data)?;
+    let evaluation = eval::evaluate(model, data)?;
     let report = evaluation.report();
     let truth = data.label_vec();
     let wrong = truth
@@ -151,30 +156,52 @@ pub fn write_report(
     })
 }
 
-/// The run folder's config.json; a folder without one is not a run.
-pub fn read_config(run_dir: &Path) -> Result<RunConfig> {
-    let path = run_dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read {}: is {} a run folder (from train or finetune)?",
-            path.display(),
-            run_dir.display()
-        )
-    })?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a run configuration", path.display()))
+/// Loads `data` and writes the report of `model` into `run_dir`.
+pub fn write_for_folder(
+    run_dir: &Path,
+    data: &ReportData,
+    model: &Classifier,
+) -> Result<ReportSummary> {
+    let split = data.load()?;
+    write_report(run_dir, model, &split.split, &split.description)
 }
 
-/// conv1's weights, one row-major 3×3 filter per output channel.
+/// Writes the report of a run that has just finished, from the model and data still in memory
+/// (the model holds the delivered weights, those of model.ot); a picture-folder run is reported
+/// on the whole folder, as `mnist-cnn report` does. The run itself is complete and saved by
+/// then, so a report that cannot be written is a warning that says how to retry, not a failed
+/// run.
+pub fn write_after_run(run: &CompletedRun) {
+    let run_dir = run.folder.path();
+    let written = match &run.test {
+        Some(test) => write_report(
+            run_dir,
+            &run.model,
+            test,
+            &mnist_test_description(test.len()),
+        ),
+        None => write_for_folder(run_dir, &ReportData::of_run(&run.config), &run.model),
+    };
+    match written {
+        Ok(summary) => info!("report: {}", summary.run_dir.join(HTML_FILE).display()),
+        Err(err) => warn!(
+            "no report: {err:#} (retry with `mnist-cnn report {}`)",
+            run_dir.display()
+        ),
+    }
+}
+
+/// The first convolution's weights, one row-major 3×3 filter per output channel.
 fn first_layer_filters(model: &Classifier) -> Result<Vec<Vec<f32>>> {
-    let weights = named_parameters(model);
+    let weights = model.named_parameters();
+    let name = model.architecture().first_filters();
     let conv1 = weights
-        .get("conv1.weight")
-        .context("the model has no conv1.weight")?;
+        .get(&name)
+        .with_context(|| format!("the model has no {name}"))?;
     let size = conv1.size();
     ensure!(
         size.len() == 4 && size[1] == 1,
-        "conv1.weight has shape {size:?}, expected [filters, 1, h, w]"
+        "{name} has shape {size:?}, expected [filters, 1, h, w]"
     );
     (0..size[0])
         .map(|f| Ok(Vec::<f32>::try_from(conv1.get(f).flatten(0, -1))?))

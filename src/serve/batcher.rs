@@ -9,19 +9,16 @@
 //! growing a backlog.
 
 use super::metrics::Metrics;
-use crate::ensemble::{Ensemble, Predictor};
+use crate::eval::{infer, Ensemble};
+use crate::shape::{IMAGE_PIXELS, NUM_CLASSES};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tch::Tensor;
 use tokio::sync::oneshot;
 use tracing::error;
-
-/// The pixels of one MNIST-style field (28×28 values in [0, 1]).
-pub const FIELD_VALUES: usize = 28 * 28;
 
 /// The ten probabilities for one field, or why there are none.
 pub type Answer = Result<Vec<f32>, String>;
@@ -49,7 +46,7 @@ pub struct BatcherHandle {
 impl BatcherHandle {
     /// Queues one field; the answer arrives on the returned receiver.
     pub fn submit(&self, field: Vec<f32>) -> Result<oneshot::Receiver<Answer>, Refused> {
-        debug_assert_eq!(field.len(), FIELD_VALUES);
+        debug_assert_eq!(field.len(), IMAGE_PIXELS);
         let (reply, answer) = oneshot::channel();
         match self.queue.try_send(Job { field, reply }) {
             Ok(()) => Ok(answer),
@@ -151,16 +148,13 @@ fn answer(model: &Ensemble, batch: &[Job]) -> Vec<Answer> {
         .flat_map(|job| job.field.iter().copied())
         .collect();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let images = Tensor::from_slice(&pixels)
-            .view([n as i64, 1, 28, 28])
-            .to_device(model.device());
-        let probabilities = tch::no_grad(|| model.log_probabilities(&images).exp())
-            .to_device(tch::Device::Cpu)
-            .contiguous();
-        Vec::<f32>::try_from(probabilities.flatten(0, -1))
+        Vec::<f32>::try_from(infer::probabilities(model, &pixels).flatten(0, -1))
     }));
     match outcome {
-        Ok(Ok(values)) => values.chunks(10).map(|row| Ok(row.to_vec())).collect(),
+        Ok(Ok(values)) => values
+            .chunks(NUM_CLASSES as usize)
+            .map(|row| Ok(row.to_vec()))
+            .collect(),
         Ok(Err(e)) => failed(n, &format!("cannot read the model's output: {e}")),
         Err(panic) => {
             let message = panic
@@ -182,7 +176,8 @@ fn failed(n: usize, message: &str) -> Vec<Answer> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Architecture, Classifier};
+    use crate::model::Classifier;
+    use crate::nn::Architecture;
 
     fn batcher(
         max_batch: usize,
@@ -206,7 +201,7 @@ mod tests {
     }
 
     fn field(value: f32) -> Vec<f32> {
-        vec![value; FIELD_VALUES]
+        vec![value; IMAGE_PIXELS]
     }
 
     /// Fields queued together come back in one batch, each with its own answer (the same one a

@@ -8,12 +8,14 @@
 
 pub mod api;
 pub mod batcher;
+pub mod error;
 pub mod metrics;
+pub mod request;
+pub mod state;
 
 use crate::data::images::DecodeLimits;
-use crate::ensemble::Ensemble;
+use crate::eval::Ensemble;
 use anyhow::{Context, Result};
-use api::{AppState, ModelInfo, RequestLimits};
 use axum::routing::{get, post};
 use axum::Router;
 use batcher::BatchPolicy;
@@ -21,6 +23,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use metrics::Metrics;
+use state::{AppState, ModelInfo, RequestLimits};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;

@@ -1,0 +1,146 @@
+//! The flags several commands share, and how they become the library's options: the one place
+//! where flags turn into [`TrainOptions`], [`DataSpec`]s and devices.
+
+use super::values;
+use crate::data::dataset::{DataSource, DataSpec, HeldOut};
+use crate::device::DeviceChoice;
+use crate::schedule::Schedule;
+use crate::train::{Epochs, TrainOptions};
+use anyhow::Result;
+use std::path::PathBuf;
+
+/// Where a command computes: the --device and --threads flags every computing command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeviceArgs {
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+
+    /// libtorch intra-op threads (default: libtorch's choice, one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl DeviceArgs {
+    /// Applies the thread setting and resolves the device on this machine.
+    pub fn resolve(&self) -> Result<tch::Device> {
+        crate::runtime::apply_threads(self.threads)?;
+        let device = self.device.resolve()?;
+        if device.is_cuda() {
+            // The shapes never change within a run, so cuDNN's one-off search for the fastest
+            // convolution algorithm pays for itself.
+            tch::Cuda::cudnn_set_benchmark(true);
+        }
+        Ok(device)
+    }
+}
+
+/// What `train` and `finetune` share: data, run folder, batches, device, seed, augmentation,
+/// schedule and output.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SessionArgs {
+    /// Folder holding the four MNIST idx files (see `mnist-cnn data`).
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+
+    /// Run folder for model.ot, metrics.jsonl and config.json [default: runs/<UTC timestamp>].
+    #[arg(long, value_name = "RUN_DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Replace the run already in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// Images per training step [default: 32, or the recipe's].
+    #[arg(long, value_parser = values::at_least_one())]
+    pub batch_size: Option<usize>,
+
+    #[command(flatten)]
+    pub compute: DeviceArgs,
+
+    /// Seed of the weight initialisation, the shuffles, the validation split and augmentation;
+    /// on the CPU the same seed (and thread count) gives bit-identical weights.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Train on the first N training images only (quick trials); the test set stays whole.
+    #[arg(long, value_parser = values::at_least_one())]
+    pub limit: Option<usize>,
+
+    /// Random affine transforms per image (rotation ±12°, shift ±2.5 px, scale 0.9–1.1,
+    /// shear ±8°), drawn from the seed.
+    #[arg(long)]
+    pub augment: bool,
+
+    /// Learning-rate schedule over the run [default: constant, or the recipe's].
+    #[arg(long, value_parser = values::choice::<Schedule>())]
+    pub schedule: Option<Schedule>,
+
+    /// Label smoothing of the cross-entropy [default: 0 (none), or the recipe's].
+    #[arg(long, value_parser = values::fraction_below_one())]
+    pub label_smoothing: Option<f64>,
+
+    /// Keep an exponential moving average of the weights with this decay per step (e.g. 0.999),
+    /// and evaluate and save it instead of the raw weights.
+    #[arg(long, value_name = "DECAY", value_parser = values::decay())]
+    pub ema: Option<f64>,
+
+    /// Print a JSON summary on stdout when done.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Skip the report (curves.png, confusion.png, mistakes.png, filters.png, report.html)
+    /// written into the run folder at the end.
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+impl SessionArgs {
+    /// `base` (a recipe's settings) with every flag given here put over it, and `epochs` and
+    /// `learning_rate` when the command's own flags set them.
+    pub fn train_options(
+        &self,
+        base: TrainOptions,
+        epochs: Option<Epochs>,
+        learning_rate: Option<f64>,
+    ) -> TrainOptions {
+        TrainOptions {
+            epochs: epochs.unwrap_or(base.epochs),
+            batch_size: self.batch_size.unwrap_or(base.batch_size),
+            learning_rate: learning_rate.unwrap_or(base.learning_rate),
+            seed: self.seed,
+            schedule: self.schedule.unwrap_or(base.schedule),
+            augment: self.augment || base.augment,
+            label_smoothing: self.label_smoothing.unwrap_or(base.label_smoothing),
+            weight_averaging: self.ema.or(base.weight_averaging),
+            ..base
+        }
+    }
+
+    /// The examples to use: `source`, cut to --limit, with `validation` held out.
+    pub fn data_spec(&self, source: DataSource, validation: Option<HeldOut>) -> DataSpec {
+        DataSpec {
+            source,
+            limit: self.limit,
+            validation,
+        }
+    }
+
+    /// A validation split of `fraction` drawn from --seed.
+    pub fn held_out(&self, fraction: f64) -> HeldOut {
+        HeldOut {
+            fraction,
+            seed: self.seed,
+        }
+    }
+
+    /// Whether any flag that would change a run's settings was given (refused with --resume).
+    pub fn sets_run_settings(&self) -> bool {
+        self.batch_size.is_some()
+            || self.schedule.is_some()
+            || self.label_smoothing.is_some()
+            || self.ema.is_some()
+            || self.augment
+            || self.limit.is_some()
+    }
+}

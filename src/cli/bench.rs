@@ -1,0 +1,96 @@
+//! `mnist-cnn bench`: training and inference throughput, and predict's latency.
+
+use super::args::DeviceArgs;
+use super::output::print_json;
+use super::values;
+use crate::bench::{self, BenchResult};
+use crate::data::Mnist;
+use crate::device::DeviceName;
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Folder holding the MNIST idx files (the benchmark trains on the real data path).
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+
+    /// Images per training step.
+    #[arg(long, default_value_t = 32, value_parser = values::at_least_one())]
+    pub batch_size: usize,
+
+    /// Timed training steps (after the warm-up).
+    #[arg(long, default_value_t = 300, value_parser = values::at_least_one())]
+    pub steps: usize,
+
+    /// Untimed training steps first (allocator, kernel choice, caches).
+    #[arg(long, default_value_t = 30)]
+    pub warmup: usize,
+
+    /// Skip the predict latency measurement (which starts the binary three times).
+    #[arg(long)]
+    pub no_latency: bool,
+
+    #[command(flatten)]
+    pub compute: DeviceArgs,
+
+    /// Print one JSON object on stdout (the fields scripts/bench_pytorch.py prints).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let device = args.compute.resolve()?;
+    let mnist = Mnist::load(&args.data)?;
+    let train = mnist.train.to_device(device);
+    let test_images = mnist.test.images.to_device(device);
+    let model = bench::fresh_model(device);
+    let training = bench::time_training(&model, &train, args.batch_size, args.warmup, args.steps)?;
+    let inference = bench::time_inference(&model, &test_images);
+    let latency = if args.no_latency {
+        None
+    } else {
+        let scratch = tempfile::tempdir().context("cannot create a scratch folder")?;
+        let inputs = bench::predict_inputs(&model, &mnist.test.images.get(0), scratch.path())?;
+        let binary = std::env::current_exe().context("cannot find the mnist-cnn binary")?;
+        Some(bench::time_predict(
+            &binary,
+            &inputs.model,
+            &inputs.picture,
+            tch::get_num_threads(),
+        )?)
+    };
+    let result = BenchResult {
+        implementation: format!(
+            "mnist-cnn {} (tch {})",
+            env!("CARGO_PKG_VERSION"),
+            crate::runtime::TCH_VERSION
+        ),
+        device: DeviceName(device).to_string(),
+        threads: tch::get_num_threads(),
+        batch_size: args.batch_size,
+        train_steps: args.steps,
+        train_seconds: training.seconds,
+        train_images_per_second: (args.steps * args.batch_size) as f64 / training.seconds,
+        inference_images_per_second: inference,
+        predict_latency_ms: latency,
+    };
+    if args.json {
+        return print_json(&result);
+    }
+    println!(
+        "{} on {}, {} thread(s), batch {}: training {:.0} images/s ({} steps in {:.2} s); inference {:.0} images/s{}",
+        result.implementation,
+        result.device,
+        result.threads,
+        result.batch_size,
+        result.train_images_per_second,
+        result.train_steps,
+        result.train_seconds,
+        result.inference_images_per_second,
+        result
+            .predict_latency_ms
+            .map_or(String::new(), |ms| format!("; predict on one picture {ms:.0} ms from process start"))
+    );
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! `mnist-cnn finetune`: reload a checkpoint and retrain it, by default with a lower learning
+//! rate, on MNIST or on a folder of the user's own pictures; the model is chosen on a
+//! validation split held out of the training data.
+
+use super::args::SessionArgs;
+use super::output::finish_run;
+use super::values;
+use crate::data::dataset::{DataKind, DataSource, HeldOut};
+use crate::io::run_folder::config_beside;
+use crate::io::RunCommand;
+use crate::run::{self, RunPlan, Start};
+use crate::train::{Epochs, Freeze, TrainOptions};
+use anyhow::{ensure, Result};
+use std::path::PathBuf;
+use tracing::{info, warn};
+
+const DEFAULT_VALIDATION_SPLIT: f64 = 0.1;
+
+#[derive(Debug, clap::Args)]
+pub struct FinetuneArgs {
+    /// The checkpoint to start from: a `.ot` from a run, or a `.safetensors` state dict (one
+    /// saved from the equivalent PyTorch module works).
+    #[arg(long, value_name = "PATH")]
+    pub from: PathBuf,
+
+    /// Passes over the training data.
+    #[arg(long, default_value = "3", value_parser = values::epochs(), allow_negative_numbers = true)]
+    pub epochs: Epochs,
+
+    /// Adam's learning rate (the peak rate under a schedule).
+    #[arg(long, default_value_t = 1e-4, value_parser = values::positive_finite(), allow_negative_numbers = true)]
+    pub lr: f64,
+
+    /// Layers that get no gradient.
+    #[arg(long, value_parser = values::choice::<Freeze>(), default_value_t = Freeze::None)]
+    pub freeze: Freeze,
+
+    /// Train on labelled pictures laid out as DIR/0/*, …, DIR/9/* (PNG, JPEG, GIF, BMP or WebP;
+    /// any size) instead of MNIST.
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+
+    /// Fraction of the training data held out (stratified, from the seed) to choose the best
+    /// epoch; that epoch's weights are saved as RUN_DIR/model.ot [default: 0.1, or on MNIST the
+    /// starting run's own validation split when it held one out].
+    #[arg(long, value_parser = values::open_fraction())]
+    pub val_split: Option<f64>,
+
+    /// Stop after N epochs without a better validation accuracy.
+    #[arg(long, value_name = "N", value_parser = values::at_least_one())]
+    pub patience: Option<usize>,
+
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+pub fn run(args: &FinetuneArgs) -> Result<()> {
+    let session = &args.session;
+    ensure!(
+        args.from.is_file(),
+        "--from {}: no such checkpoint file",
+        args.from.display()
+    );
+    let device = session.compute.resolve()?;
+    let data = match &args.images {
+        Some(dir) => {
+            let fraction = args.val_split.unwrap_or(DEFAULT_VALIDATION_SPLIT);
+            session.data_spec(
+                DataSource::Images(dir.clone()),
+                Some(session.held_out(fraction)),
+            )
+        }
+        None => {
+            let validation = mnist_validation(args)?;
+            session.data_spec(DataSource::Mnist(session.data.clone()), Some(validation))
+        }
+    };
+    let options = TrainOptions {
+        freeze: args.freeze,
+        choose_by_validation: true,
+        patience: args.patience,
+        ..session.train_options(TrainOptions::default(), Some(args.epochs), Some(args.lr))
+    };
+    let plan = RunPlan {
+        command: RunCommand::Finetune,
+        start: Start::Checkpoint(args.from.clone()),
+        data,
+        options,
+        out: session.out.clone(),
+        overwrite: session.overwrite,
+        device,
+    };
+    finish_run(&run::execute(plan)?, session)
+}
+
+/// The MNIST validation split. The starting checkpoint has usually trained on MNIST's training
+/// images; validating on images it learned would reward memorisation, so when its run held a
+/// validation split out (`train --val-split`), the same images are held out here.
+fn mnist_validation(args: &FinetuneArgs) -> Result<HeldOut> {
+    let parent = config_beside(&args.from)?.filter(|c| c.data.kind == DataKind::Mnist);
+    let parent_split = parent.as_ref().and_then(|c| c.data.held_out());
+    let seed = args.session.seed;
+    Ok(match (args.val_split, parent_split) {
+        (None, Some(split)) => {
+            info!(
+                "validating on the starting run's held-out split ({:.0}% of the training images, seed {}), which it never trained on",
+                100.0 * split.fraction,
+                split.seed
+            );
+            split
+        }
+        (Some(fraction), Some(split)) if (fraction, seed) != (split.fraction, split.seed) => {
+            warn!(
+                "--val-split {fraction} with seed {seed} differs from the starting run's held-out split ({}, seed {}): some validation images were trained on",
+                split.fraction, split.seed
+            );
+            args.session.held_out(fraction)
+        }
+        (fraction, None) => {
+            warn!(
+                "{} was trained without a held-out validation split (train --val-split): the validation images were trained on, so validation accuracy rewards memorisation",
+                args.from.display()
+            );
+            args.session
+                .held_out(fraction.unwrap_or(DEFAULT_VALIDATION_SPLIT))
+        }
+        (Some(fraction), Some(_)) => args.session.held_out(fraction),
+    })
+}

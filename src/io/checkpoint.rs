@@ -1,0 +1,323 @@
+//! Checkpoints: a model's weights in libtorch's `.ot` format or as safetensors (chosen by the
+//! extension), and the models and ensembles loaded from them. A checkpoint carries its
+//! architecture: told by its tensors, and checked against what the file declares (the
+//! safetensors metadata, or the `config.json` of the run folder an `.ot` lies in).
+
+use super::run_folder::config_beside;
+use super::safetensors::{self, is_safetensors};
+use crate::eval::Ensemble;
+use crate::fsutil;
+use crate::model::{Classifier, NamedTensor};
+use crate::nn::Architecture;
+use anyhow::{anyhow, ensure, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::{Device, Tensor};
+
+/// Loads a checkpoint (`.ot` or `.safetensors`) into the network it was made for, on `device`.
+pub fn load(path: &Path, device: Device) -> Result<Classifier> {
+    let tensors = read_tensors(path)?;
+    let architecture = checkpoint_architecture(path, &tensors)?;
+    let model = Classifier::new(architecture, device);
+    model.load_weights(&tensors).with_context(|| {
+        format!(
+            "checkpoint {} does not fit the {architecture} model",
+            path.display()
+        )
+    })?;
+    Ok(model)
+}
+
+/// Loads every checkpoint (each brings its own architecture) onto `device`, as one ensemble.
+pub fn load_ensemble(
+    paths: &[PathBuf],
+    device: Device,
+    test_time_augmentation: bool,
+) -> Result<Ensemble> {
+    ensure!(!paths.is_empty(), "no --model given");
+    let members = paths
+        .iter()
+        .map(|path| load(path, device).with_context(|| format!("--model {}", path.display())))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Ensemble::new(members, test_time_augmentation))
+}
+
+/// Saves the model's weights atomically; the format follows the extension (`.safetensors`,
+/// else libtorch's `.ot`).
+pub fn save(model: &Classifier, path: &Path) -> Result<()> {
+    // Contiguous copies: the kernels are stored channels-last, and safetensors writes a
+    // tensor's storage as it lies.
+    let tensors: Vec<NamedTensor> = model
+        .variables()
+        .into_iter()
+        .map(|v| NamedTensor {
+            name: v.name,
+            tensor: v.tensor.detach().contiguous(),
+        })
+        .collect();
+    if is_safetensors(path) {
+        let architecture = model.architecture();
+        fsutil::save_atomically(path, |temp| {
+            safetensors::write(&tensors, architecture, temp)
+        })
+    } else {
+        save_tensors(&tensors, path)
+    }
+}
+
+/// Saves named tensors atomically in libtorch's format (`resume.ot`, `model.ot`).
+pub fn save_tensors(tensors: &[NamedTensor], path: &Path) -> Result<()> {
+    let named: Vec<(&str, &Tensor)> = tensors
+        .iter()
+        .map(|t| (t.name.as_str(), &t.tensor))
+        .collect();
+    fsutil::save_atomically(path, |temp| Ok(Tensor::save_multi(&named, temp)?))
+}
+
+/// The named tensors of a checkpoint, by format: `.safetensors`, else libtorch's `.ot`.
+pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot open checkpoint {}", path.display()))?;
+    ensure!(
+        meta.is_file(),
+        "checkpoint {} is not a file",
+        path.display()
+    );
+    ensure!(meta.len() > 0, "checkpoint {} is empty", path.display());
+    let safetensors = is_safetensors(path);
+    let tensors = if safetensors {
+        Tensor::read_safetensors(path)
+    } else {
+        Tensor::load_multi(path)
+    }
+    .map_err(|e| anyhow!("{}", first_line(&e.to_string())))
+    .with_context(|| {
+        format!(
+            "checkpoint {} is not a readable {} file",
+            path.display(),
+            if safetensors {
+                "safetensors"
+            } else {
+                "libtorch (.ot)"
+            }
+        )
+    })?;
+    Ok(tensors.into_iter().collect())
+}
+
+/// libtorch errors carry a C++ backtrace after the first line; users need the first line.
+fn first_line(message: &str) -> &str {
+    message.lines().next().unwrap_or(message)
+}
+
+/// The architecture of a checkpoint: told by its tensors, and checked against what the
+/// checkpoint declares, if anything.
+pub fn checkpoint_architecture(
+    path: &Path,
+    tensors: &BTreeMap<String, Tensor>,
+) -> Result<Architecture> {
+    let inferred =
+        Architecture::infer(tensors).with_context(|| format!("checkpoint {}", path.display()))?;
+    if let Some(declared) = declared_architecture(path)? {
+        ensure!(
+            declared.architecture == inferred,
+            "checkpoint {}: {} gives the architecture as {}, but the tensors are those of \
+             {inferred}",
+            path.display(),
+            declared.source,
+            declared.architecture
+        );
+    }
+    Ok(inferred)
+}
+
+/// What a checkpoint says it is, and where it says so.
+struct Declared {
+    architecture: Architecture,
+    source: String,
+}
+
+fn declared_architecture(path: &Path) -> Result<Option<Declared>> {
+    if is_safetensors(path) {
+        let Some(name) = safetensors::declared_architecture(path)? else {
+            return Ok(None);
+        };
+        let architecture = name.parse::<Architecture>().map_err(|e| {
+            anyhow!(
+                "checkpoint {}: its safetensors metadata declares {e}",
+                path.display()
+            )
+        })?;
+        let source = "its safetensors metadata".to_owned();
+        return Ok(Some(Declared {
+            architecture,
+            source,
+        }));
+    }
+    let config = config_beside(path).with_context(|| format!("checkpoint {}", path.display()))?;
+    Ok(config.map(|config| Declared {
+        architecture: config.architecture,
+        source: format!(
+            "the run's {}",
+            path.with_file_name(super::run_folder::CONFIG_FILE)
+                .display()
+        ),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shape::batch_shape;
+    use tch::Kind;
+
+    fn assert_same_weights(a: &Classifier, b: &Classifier) {
+        let (a, b) = (a.named_parameters(), b.named_parameters());
+        for (name, t) in &a {
+            assert!(t.equal(&b[name]), "{name} differs");
+        }
+    }
+
+    #[test]
+    fn checkpoints_round_trip_in_both_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        tch::manual_seed(1);
+        let model = Classifier::new(Architecture::Tutorial, Device::Cpu);
+        for file in ["model.ot", "model.safetensors"] {
+            let path = dir.path().join(file);
+            save(&model, &path).unwrap();
+            let loaded = load(&path, Device::Cpu).unwrap();
+            assert_same_weights(&model, &loaded);
+        }
+    }
+
+    /// Running statistics are part of the checkpoint: a vgg model trained a little (so they
+    /// moved) comes back identical, architecture and all, from both formats.
+    #[test]
+    fn vgg_checkpoints_round_trip_with_their_running_statistics() {
+        let dir = tempfile::tempdir().unwrap();
+        tch::manual_seed(2);
+        let model = Classifier::new(Architecture::Vgg { width: 8 }, Device::Cpu);
+        let _ = model.forward(
+            &Tensor::rand(batch_shape(8), (Kind::Float, Device::Cpu)),
+            true,
+        );
+        let mean = &model.named_parameters()["bn1.running_mean"];
+        assert!(mean.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        for file in ["model.ot", "model.safetensors"] {
+            let path = dir.path().join(file);
+            save(&model, &path).unwrap();
+            let loaded = load(&path, Device::Cpu).unwrap();
+            assert_eq!(loaded.architecture(), Architecture::Vgg { width: 8 });
+            assert_same_weights(&model, &loaded);
+        }
+    }
+
+    fn write_tensors(path: &Path, tensors: &[(&str, Tensor)]) {
+        let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+        if is_safetensors(path) {
+            Tensor::write_safetensors(&named, path).unwrap();
+        } else {
+            Tensor::save_multi(&named, path).unwrap();
+        }
+    }
+
+    fn full_set() -> Vec<(String, Tensor)> {
+        let model = Classifier::new(Architecture::Tutorial, Device::Cpu);
+        model.named_parameters().into_iter().collect()
+    }
+
+    fn load_error(tensors: &[(String, Tensor)], file: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file);
+        let named: Vec<(&str, Tensor)> = tensors
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.copy()))
+            .collect();
+        write_tensors(&path, &named);
+        let err = load(&path, Device::Cpu).unwrap_err();
+        format!("{err:#}")
+    }
+
+    fn replaced(name: &str, tensor: Tensor) -> Vec<(String, Tensor)> {
+        let mut tensors = full_set();
+        tensors.iter_mut().find(|(n, _)| n == name).unwrap().1 = tensor;
+        tensors
+    }
+
+    #[test]
+    fn a_wrong_shape_names_the_tensor_and_both_shapes() {
+        let broadcastable = Tensor::zeros([1600], (Kind::Float, Device::Cpu));
+        let err = load_error(&replaced("fc.weight", broadcastable), "m.ot");
+        assert!(err.contains("fc.weight has shape [1600]"), "{err}");
+        assert!(err.contains("[10, 1600]"), "{err}");
+    }
+
+    #[test]
+    fn missing_and_extra_tensors_are_named() {
+        let mut tensors = full_set();
+        tensors.retain(|(n, _)| n != "conv1.bias");
+        assert!(load_error(&tensors, "m.safetensors").contains("conv1.bias is missing"));
+        let mut tensors = full_set();
+        tensors.push((
+            "fc2.weight".to_owned(),
+            Tensor::zeros([2], (Kind::Float, Device::Cpu)),
+        ));
+        assert!(load_error(&tensors, "m.ot").contains("fc2.weight is not part of the model"));
+    }
+
+    #[test]
+    fn a_scalar_first_convolution_is_an_error_not_a_panic() {
+        let mut tensors = replaced("conv1.weight", Tensor::from(1.0f32));
+        tensors.push((
+            "bn1.running_mean".to_owned(),
+            Tensor::zeros([4], (Kind::Float, Device::Cpu)),
+        ));
+        let err = load_error(&tensors, "m.safetensors");
+        assert!(err.contains("conv1.weight has shape []"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_checkpoints_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, &[u8], &str); 4] = [
+            ("empty.ot", b"", "is empty"),
+            (
+                "text.ot",
+                b"these are not weights\n",
+                "not a readable libtorch",
+            ),
+            (
+                "random.ot",
+                &[0x50, 0x4b, 0x03, 0x04, 9, 9, 9, 9, 1, 2, 3],
+                "not a readable",
+            ),
+            (
+                "text.safetensors",
+                b"{\"not\": \"weights\"}",
+                "not a readable safetensors",
+            ),
+        ];
+        for (name, bytes, expected) in cases {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let err = load(&path, Device::Cpu).unwrap_err();
+            let err = format!("{err:#}");
+            assert!(
+                err.contains(expected) && err.contains(name),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_checkpoint_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.ot");
+        save(&Classifier::new(Architecture::Tutorial, Device::Cpu), &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let err = load(&path, Device::Cpu).unwrap_err();
+        assert!(format!("{err:#}").contains("model.ot"), "{err:#}");
+    }
+}

@@ -1,0 +1,158 @@
+//! Export of a trained model for use outside this tool: a safetensors or npz state dict with the
+//! PyTorch parameter names, or a traced TorchScript module that `torch.jit.load` runs without
+//! any other code (for inference: the weights are frozen into it).
+
+use super::safetensors;
+use crate::choice::Choice;
+use crate::fsutil;
+use crate::model::{Classifier, NamedTensor};
+use crate::nn::names;
+use crate::shape::batch_shape;
+use anyhow::{ensure, Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+use tch::{CModule, Device, Kind, Tensor};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// A safetensors state dict (conv1.weight, …, fc.bias): `safetensors.torch.load_file`.
+    Safetensors,
+    /// A traced TorchScript module, for inference: `torch.jit.load`.
+    Torchscript,
+    /// A NumPy .npz archive of the state dict: `numpy.load`.
+    Npz,
+}
+
+impl Choice for ExportFormat {
+    const ALL: &'static [Self] = &[Self::Safetensors, Self::Torchscript, Self::Npz];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Safetensors => "safetensors",
+            Self::Torchscript => "torchscript",
+            Self::Npz => "npz",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Self::Safetensors => {
+                "A safetensors state dict (conv1.weight, …, fc.bias): `safetensors.torch.load_file`"
+            }
+            Self::Torchscript => "A traced TorchScript module, for inference: `torch.jit.load`",
+            Self::Npz => "A NumPy .npz archive of the state dict: `numpy.load`",
+        }
+    }
+}
+
+/// Writes `model` to `out` in `format`, atomically.
+pub fn export(model: &mut Classifier, format: ExportFormat, out: &Path) -> Result<()> {
+    ensure!(
+        model.device() == Device::Cpu,
+        "export runs on a model loaded on the CPU"
+    );
+    match format {
+        ExportFormat::Safetensors => {
+            let tensors: Vec<NamedTensor> = state_dict(model)
+                .into_iter()
+                .map(|(name, tensor)| NamedTensor { name, tensor })
+                .collect();
+            let architecture = model.architecture();
+            fsutil::save_atomically(out, |temp| safetensors::write(&tensors, architecture, temp))
+        }
+        ExportFormat::Npz => {
+            let parameters = state_dict(model);
+            let named: Vec<(&str, &Tensor)> =
+                parameters.iter().map(|(n, t)| (n.as_str(), t)).collect();
+            fsutil::save_atomically(out, |temp| Ok(Tensor::write_npz(&named, temp)?))
+        }
+        ExportFormat::Torchscript => {
+            let module = trace(model)?;
+            fsutil::save_atomically(out, |temp| Ok(module.save(temp)?))
+        }
+    }
+}
+
+/// The model's tensors as PyTorch's `state_dict()` holds them: the parameters and running
+/// statistics, plus each batch norm's `num_batches_tracked` (a step counter PyTorch only reads
+/// when its momentum is None; 0 here), so that `load_state_dict(strict=True)` takes the file.
+pub fn state_dict(model: &Classifier) -> BTreeMap<String, Tensor> {
+    let mut tensors = model.named_parameters();
+    for layer in model.architecture().batch_norm_layers() {
+        tensors.insert(names::batches_tracked_of(&layer), Tensor::from(0i64));
+    }
+    tensors
+}
+
+/// Traces the model on the CPU with its variables frozen, so the weights become constants of
+/// the module and no gradient machinery is recorded.
+pub fn trace(model: &mut Classifier) -> Result<CModule> {
+    model.freeze();
+    let example = Tensor::zeros(batch_shape(1), (Kind::Float, Device::Cpu));
+    let mut forward = |inputs: &[Tensor]| vec![model.forward(&inputs[0], false)];
+    CModule::create_by_tracing("MnistCnn", "forward", &[example], &mut forward)
+        .context("cannot trace the model to TorchScript")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::checkpoint;
+    use crate::nn::Architecture;
+
+    fn trained_looking_model() -> Classifier {
+        // Non-zero biases, so that a lost bias would show.
+        let model = Classifier::new(Architecture::Tutorial, Device::Cpu);
+        tch::no_grad(|| {
+            for mut variable in model.variables() {
+                let noise = Tensor::rand_like(&variable.tensor) * 0.01;
+                let _ = variable.tensor.g_add_(&noise);
+            }
+        });
+        model
+    }
+
+    #[test]
+    fn safetensors_and_npz_hold_the_pytorch_state_dict() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = trained_looking_model();
+        let expected = model.named_parameters();
+        let st = dir.path().join("m.safetensors");
+        export(&mut model, ExportFormat::Safetensors, &st).unwrap();
+        let loaded = checkpoint::load(&st, Device::Cpu).unwrap();
+        for (name, tensor) in loaded.named_parameters() {
+            assert!(tensor.equal(&expected[&name]), "{name}");
+        }
+        let npz = dir.path().join("m.npz");
+        export(&mut model, ExportFormat::Npz, &npz).unwrap();
+        let arrays: Vec<(String, Tensor)> = Tensor::read_npz(&npz).unwrap();
+        assert_eq!(arrays.len(), 6);
+        for (name, tensor) in arrays {
+            assert!(tensor.equal(&expected[&name]), "{name}");
+        }
+    }
+
+    #[test]
+    fn torchscript_gives_the_same_logits_for_any_batch_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = trained_looking_model();
+        let path = dir.path().join("m.pt");
+        export(&mut model, ExportFormat::Torchscript, &path).unwrap();
+        let module = CModule::load(&path).unwrap();
+        let images = Tensor::rand(batch_shape(7), (Kind::Float, Device::Cpu));
+        let expected = tch::no_grad(|| model.forward(&images, false));
+        let traced = tch::no_grad(|| module.forward_ts(&[&images])).unwrap();
+        let diff = (&traced - &expected).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "max logit difference {diff}");
+    }
+
+    #[test]
+    fn exporting_into_a_missing_folder_names_it_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = trained_looking_model();
+        let out = dir.path().join("missing").join("m.safetensors");
+        let err = export(&mut model, ExportFormat::Safetensors, &out).unwrap_err();
+        assert!(format!("{err:#}").contains("missing"), "{err:#}");
+        assert!(!out.exists());
+    }
+}

@@ -1,0 +1,20 @@
+//! Files: everything the tool reads from and writes to disk apart from MNIST itself, above the
+//! training and evaluation that work in memory.
+//!
+//! - [`checkpoint`]: `.ot` and `.safetensors` weights, and the models and ensembles loaded from
+//!   them (with their declared architecture checked);
+//! - [`safetensors`]: the safetensors writer with metadata;
+//! - [`export`]: safetensors, npz and TorchScript for use outside this tool;
+//! - [`run_folder`] and [`run_config`]: the run folder (`config.json`, `metrics.jsonl`,
+//!   `model.ot`, `resume.ot`), its one reader and writer.
+//!
+//! Every write is atomic (see [`crate::fsutil`]).
+
+pub mod checkpoint;
+pub mod export;
+pub mod run_config;
+pub mod run_folder;
+pub mod safetensors;
+
+pub use run_config::{RunCommand, RunConfig, RunStatus};
+pub use run_folder::RunFolder;

@@ -1,0 +1,72 @@
+//! `config.json`: everything needed to understand and reproduce a run. One type,
+//! [`RunConfig`], read and written by [`super::run_folder::RunFolder`] alone.
+
+use crate::data::dataset::DataDescription;
+use crate::device::DeviceName;
+use crate::eval::Scores;
+use crate::nn::Architecture;
+use crate::train::{FinalMetrics, TrainOptions};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
+
+/// The command that made a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunCommand {
+    Train,
+    Finetune,
+}
+
+impl fmt::Display for RunCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Train => "train",
+            Self::Finetune => "finetune",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Completed,
+    /// Stopped by Ctrl-C or SIGTERM; the files hold the last completed epoch.
+    Interrupted,
+    /// Stopped by an error (a loss that stopped being finite, a failed write).
+    Failed,
+}
+
+/// The contents of `config.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub command: RunCommand,
+    pub status: RunStatus,
+    pub architecture: Architecture,
+    pub parameters: i64,
+    /// The checkpoint a fine-tuning run started from.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub parent: Option<PathBuf>,
+    #[serde(flatten)]
+    pub options: TrainOptions,
+    pub optimizer: String,
+    pub loss: String,
+    pub device: DeviceName,
+    pub threads: i32,
+    pub data: DataDescription,
+    pub mnist_cnn_version: String,
+    pub tch_version: String,
+    pub libtorch_version: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// The starting checkpoint's scores on the run's evaluation data (fine-tuning).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub before: Option<Scores>,
+    pub final_metrics: Option<FinalMetrics>,
+}
+
+/// The current time in UTC, as `config.json` records it.
+pub fn now_utc() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -1,0 +1,247 @@
+//! [`execute`]: one training run from start to end. It builds the model, creates the run
+//! folder, records the configuration, trains (saving every epoch through [`FolderSink`]), marks
+//! how the run ended, and hands back what the command line prints and reports.
+
+use super::plan::{Resumable, RunPlan, Start};
+use super::sink::FolderSink;
+use crate::data::dataset::Dataset;
+use crate::data::Split;
+use crate::device::DeviceName;
+use crate::eval::{EvalSets, Scores};
+use crate::interrupt::{self, Interrupted};
+use crate::io::run_config::now_utc;
+use crate::io::run_folder::RESUME_FILE;
+use crate::io::{checkpoint, RunCommand, RunConfig, RunFolder, RunStatus};
+use crate::model::Classifier;
+use crate::runtime;
+use crate::train::{FinalMetrics, Fit, History, TrainOptions};
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use tch::Device;
+use tracing::{info, warn};
+
+/// A finished run: its folder and configuration, and the model and test split still in memory
+/// (for the report).
+pub struct CompletedRun {
+    pub folder: RunFolder,
+    pub config: RunConfig,
+    pub final_metrics: FinalMetrics,
+    /// Holds the delivered weights, those of model.ot.
+    pub model: Classifier,
+    pub test: Option<Split>,
+}
+
+/// What the run starts with, once the plan's start is resolved.
+struct Beginning {
+    model: Classifier,
+    /// The checkpoint a fine-tuning run started from.
+    parent: Option<PathBuf>,
+    /// The run to continue, when resuming.
+    resumed: Option<Resumable>,
+}
+
+/// Runs a training session end to end.
+pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
+    let data = Dataset::load(&plan.data)?.to_device(plan.device);
+    let beginning = begin(plan.start, plan.options.seed, plan.device)?;
+    let folder = RunFolder::create(
+        plan.out.as_deref(),
+        plan.overwrite || beginning.resumed.is_some(),
+    )?;
+    let sets = EvalSets {
+        validation: data.validation.as_ref(),
+        test: data.test.as_ref(),
+    };
+    let model = beginning.model;
+    let mut config = new_config(plan.command, &plan.options, plan.device, &model, &data);
+    config.parent = beginning.parent.clone();
+    let (mut history, state) = match beginning.resumed {
+        Some(resumed) => {
+            // The run's own history: its start time, its starting scores, its epochs so far.
+            config.started_at = resumed.config.started_at;
+            config.before = resumed.config.before;
+            (resumed.history, Some(resumed.state))
+        }
+        None => {
+            let parent = beginning.parent.as_deref();
+            (
+                score_start(&model, parent, &sets, &folder, &mut config)?,
+                None,
+            )
+        }
+    };
+    folder.write_config(&config)?;
+    log_start(&config, &folder);
+
+    interrupt::install()?;
+    let fit = Fit {
+        model: &model,
+        train: &data.train,
+        eval: sets,
+        options: &plan.options,
+        resume: state.as_ref(),
+    };
+    let outcome = match fit.run(&mut history, &mut FolderSink { folder: &folder }) {
+        Ok(outcome) => outcome,
+        Err(err) => return Err(mark_stopped(err, &folder, &mut config, &history)),
+    };
+    let final_metrics = FinalMetrics::new(&history, outcome);
+    mark_completed(&folder, &mut config, &final_metrics)?;
+    Ok(CompletedRun {
+        folder,
+        config,
+        final_metrics,
+        model,
+        test: data.test,
+    })
+}
+
+/// The configuration of a run that is starting (or starting again).
+fn new_config(
+    command: RunCommand,
+    options: &TrainOptions,
+    device: Device,
+    model: &Classifier,
+    data: &Dataset,
+) -> RunConfig {
+    RunConfig {
+        command,
+        status: RunStatus::Running,
+        architecture: model.architecture(),
+        parameters: model.parameter_count(),
+        parent: None,
+        options: options.clone(),
+        optimizer: "adam".to_owned(),
+        loss: "cross_entropy".to_owned(),
+        device: DeviceName(device),
+        threads: tch::get_num_threads(),
+        data: data.description.clone(),
+        mnist_cnn_version: env!("CARGO_PKG_VERSION").to_owned(),
+        tch_version: runtime::TCH_VERSION.to_owned(),
+        libtorch_version: runtime::LIBTORCH_VERSION.to_owned(),
+        started_at: now_utc(),
+        finished_at: None,
+        before: None,
+        final_metrics: None,
+    }
+}
+
+/// The model the run starts from, and what it continues.
+fn begin(start: Start, seed: u64, device: Device) -> Result<Beginning> {
+    Ok(match start {
+        Start::Fresh(architecture) => {
+            tch::manual_seed(seed as i64);
+            Beginning {
+                model: Classifier::new(architecture, device),
+                parent: None,
+                resumed: None,
+            }
+        }
+        Start::Checkpoint(path) => Beginning {
+            model: checkpoint::load(&path, device)?,
+            parent: Some(path),
+            resumed: None,
+        },
+        Start::Resume(resumable) => Beginning {
+            // The weights come from the saved state.
+            model: Classifier::new(resumable.config.architecture, device),
+            parent: resumable.config.parent.clone(),
+            resumed: Some(*resumable),
+        },
+    })
+}
+
+/// A fine-tuning run scores its starting checkpoint first (epoch 0 of its history).
+fn score_start(
+    model: &Classifier,
+    parent: Option<&Path>,
+    sets: &EvalSets,
+    folder: &RunFolder,
+    config: &mut RunConfig,
+) -> Result<History> {
+    let Some(parent) = parent else {
+        return Ok(History::new(None));
+    };
+    let before = Scores::evaluate(model, sets)?;
+    info!(
+        "starting checkpoint {}: {}",
+        parent.display(),
+        before.describe()
+    );
+    config.before = Some(before);
+    let history = History::new(Some(before));
+    folder.write_metrics(history.records())?;
+    Ok(history)
+}
+
+fn log_start(config: &RunConfig, folder: &RunFolder) {
+    let options = &config.options;
+    info!(
+        "{}: the {} CNN ({} parameters) on {} with {} thread(s); {} epochs, batch {}, Adam lr {} ({} schedule), augment {}, freeze {}, seed {}; {} training and {} validation examples; run folder {}",
+        config.command,
+        config.architecture,
+        config.parameters,
+        config.device,
+        config.threads,
+        options.epochs,
+        options.batch_size,
+        options.learning_rate,
+        options.schedule,
+        options.augment,
+        options.freeze,
+        options.seed,
+        config.data.train_examples,
+        config.data.validation_examples.unwrap_or(0),
+        folder.path().display()
+    );
+}
+
+/// Records in config.json that the run completed, with the delivered model's figures.
+fn mark_completed(
+    folder: &RunFolder,
+    config: &mut RunConfig,
+    metrics: &FinalMetrics,
+) -> Result<()> {
+    if let Some(before) = &config.before {
+        info!(
+            "before: {}; after (epoch {}): {}",
+            before.describe(),
+            metrics.chosen_epoch,
+            metrics.scores.describe()
+        );
+    }
+    config.status = RunStatus::Completed;
+    config.finished_at = Some(now_utc());
+    config.final_metrics = Some(metrics.clone());
+    folder.write_config(config)?;
+    info!("run saved in {}", folder.path().display());
+    Ok(())
+}
+
+/// Records in config.json how the run stopped (interrupted or failed) and says what the folder
+/// keeps; returns the error to pass on.
+fn mark_stopped(
+    err: anyhow::Error,
+    folder: &RunFolder,
+    config: &mut RunConfig,
+    history: &History,
+) -> anyhow::Error {
+    let interrupted = err.downcast_ref::<Interrupted>().is_some();
+    config.status = if interrupted {
+        RunStatus::Interrupted
+    } else {
+        RunStatus::Failed
+    };
+    config.finished_at = Some(now_utc());
+    if let Err(write_error) = folder.write_config(config) {
+        return write_error;
+    }
+    warn!(
+        "{}: the run folder {} keeps epoch {} (model.ot, metrics.jsonl, {RESUME_FILE}); continue it with `mnist-cnn train --resume {}`",
+        if interrupted { "stopped" } else { "failed" },
+        folder.path().display(),
+        history.last_epoch(),
+        folder.path().display()
+    );
+    err
+}

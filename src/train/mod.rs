@@ -1,0 +1,27 @@
+//! Training, in memory: the loop shared by `train` and `finetune` (Adam on cross-entropy, the
+//! data reshuffled each epoch from the seed, an optional learning-rate schedule, augmentation,
+//! label smoothing, frozen layers and weight averaging, and an evaluation after each epoch).
+//! Nothing here touches the disk: each finished epoch goes to an [`EpochSink`], which the run
+//! (see [`crate::run`]) implements by writing the run folder.
+//!
+//! - [`options`]: the hyper-parameters, recipes and freezing;
+//! - [`records`]: the epoch records, the run's history, the final figures;
+//! - [`trainer`]: one epoch of steps;
+//! - [`fit`]: the loop over epochs;
+//! - [`best`]: best-epoch selection and patience;
+//! - [`average`]: the weight average;
+//! - [`state`]: the training state a resumed run starts from.
+
+pub mod average;
+pub mod best;
+pub mod fit;
+pub mod options;
+pub mod records;
+pub mod state;
+pub mod trainer;
+
+pub use fit::{Discard, EpochSink, Fit};
+pub use options::{Epochs, Freeze, Recipe, TrainOptions};
+pub use records::{EpochRecord, FinalMetrics, FitOutcome, History};
+pub use state::TrainingState;
+pub use trainer::train_step;

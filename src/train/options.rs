@@ -1,0 +1,268 @@
+//! What a training run is asked to do: [`TrainOptions`] (the hyper-parameters, recorded in
+//! `config.json`), the named [`Recipe`]s that fill them, and [`Freeze`].
+
+use crate::choice::Choice;
+use crate::nn::{names, Architecture};
+use crate::schedule::Schedule;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Which layers get no gradient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Freeze {
+    /// Train every layer.
+    #[default]
+    None,
+    /// Freeze the first convolution (and its batch norm).
+    Conv1,
+    /// Freeze every convolution (and batch norm): only the dense layer trains.
+    Conv,
+}
+
+impl Freeze {
+    /// Whether the parameter `name` is frozen.
+    pub fn freezes(self, name: &str) -> bool {
+        match self {
+            Self::None => false,
+            Self::Conv1 => names::in_first_convolution(name),
+            Self::Conv => !names::in_head(name),
+        }
+    }
+}
+
+impl Choice for Freeze {
+    const ALL: &'static [Self] = &[Self::None, Self::Conv1, Self::Conv];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Conv1 => "conv1",
+            Self::Conv => "conv",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Self::None => "Train every layer",
+            Self::Conv1 => "Freeze the first convolution (and its batch norm)",
+            Self::Conv => "Freeze every convolution (and batch norm): only the dense layer trains",
+        }
+    }
+}
+
+impl fmt::Display for Freeze {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A number of passes over the training data. A fractional count (1.5) ends with a partial
+/// epoch that trains on the first part of that epoch's shuffle.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Epochs(pub f64);
+
+impl Epochs {
+    /// The most epochs a run may ask for.
+    pub const MAX: f64 = 100_000.0;
+
+    /// Whether `count` is a number of epochs a run can train: positive, finite, at most
+    /// [`Epochs::MAX`].
+    pub fn is_valid(count: f64) -> bool {
+        count.is_finite() && count > 0.0 && count <= Self::MAX
+    }
+
+    /// How many epochs run, the partial one included.
+    pub fn count(self) -> usize {
+        self.0.ceil() as usize
+    }
+
+    /// Steps in `epoch` (from 1) when a whole epoch has `steps_per_epoch`.
+    pub fn steps_in(self, epoch: usize, steps_per_epoch: usize) -> usize {
+        let fraction = self.0 - (epoch - 1) as f64;
+        if fraction >= 1.0 {
+            steps_per_epoch
+        } else {
+            ((fraction * steps_per_epoch as f64).round() as usize).clamp(1, steps_per_epoch)
+        }
+    }
+
+    /// Steps before `epoch` (from 1) starts.
+    pub fn steps_before(self, epoch: usize, steps_per_epoch: usize) -> usize {
+        (1..epoch)
+            .map(|earlier| self.steps_in(earlier, steps_per_epoch))
+            .sum()
+    }
+
+    pub fn total_steps(self, steps_per_epoch: usize) -> usize {
+        self.steps_before(self.count() + 1, steps_per_epoch)
+    }
+}
+
+/// Whole counts are written as integers (`"epochs": 10`).
+impl Serialize for Epochs {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0.fract() == 0.0 {
+            serializer.serialize_u64(self.0 as u64)
+        } else {
+            serializer.serialize_f64(self.0)
+        }
+    }
+}
+
+impl fmt::Display for Epochs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Named starting points for `train`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipe {
+    /// The Keras tutorial.
+    Tutorial,
+    /// The least training time to 99% on MNIST with the same network.
+    Fast,
+    /// The most accurate single model, the vgg-32 network.
+    Large,
+}
+
+impl Choice for Recipe {
+    const ALL: &'static [Self] = &[Self::Tutorial, Self::Fast, Self::Large];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Tutorial => "tutorial",
+            Self::Fast => "fast",
+            Self::Large => "large",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Self::Tutorial => {
+                "The Keras tutorial: 10 epochs, batch 32, Adam at 1e-3, constant rate"
+            }
+            Self::Fast => {
+                "The least training time to 99% on MNIST with the same network: 1.3 epochs at \
+                 batch 128 (the batch size with the highest throughput on the CPU), a one-cycle \
+                 schedule peaking at 1e-2, label smoothing 0.1"
+            }
+            Self::Large => {
+                "The most accurate single model that trains on a 2-core CPU in about 15 minutes \
+                 (see the README): the vgg-32 network, 15 epochs at batch 128 with random affine \
+                 augmentation, a one-cycle schedule peaking at 4e-3, label smoothing 0.1"
+            }
+        }
+    }
+}
+
+impl fmt::Display for Recipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Recipe {
+    /// The architecture the recipe is made for (`--arch` overrides it).
+    pub fn architecture(self) -> Architecture {
+        match self {
+            Self::Tutorial | Self::Fast => Architecture::Tutorial,
+            Self::Large => Architecture::Vgg { width: 32 },
+        }
+    }
+
+    pub fn options(self) -> TrainOptions {
+        match self {
+            Self::Tutorial => TrainOptions::default(),
+            Self::Large => TrainOptions {
+                epochs: Epochs(15.0),
+                batch_size: 128,
+                learning_rate: 4e-3,
+                schedule: Schedule::Onecycle,
+                augment: true,
+                label_smoothing: 0.1,
+                ..TrainOptions::default()
+            },
+            Self::Fast => TrainOptions {
+                epochs: Epochs(1.3),
+                batch_size: 128,
+                learning_rate: 1e-2,
+                schedule: Schedule::Onecycle,
+                label_smoothing: 0.1,
+                ..TrainOptions::default()
+            },
+        }
+    }
+}
+
+/// The hyper-parameters of a training run. The defaults are the Keras tutorial's recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    pub epochs: Epochs,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub seed: u64,
+    pub schedule: Schedule,
+    pub augment: bool,
+    pub label_smoothing: f64,
+    pub freeze: Freeze,
+    /// Deliver the epoch with the best validation accuracy (when there is a validation set)
+    /// rather than the last one.
+    pub choose_by_validation: bool,
+    /// Stop after this many epochs without a better validation accuracy.
+    pub patience: Option<usize>,
+    /// Decay of the exponential moving average of the weights (evaluated and saved in place of
+    /// the raw weights), when enabled.
+    pub weight_averaging: Option<f64>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            epochs: Epochs(10.0),
+            batch_size: 32,
+            learning_rate: 1e-3,
+            seed: 42,
+            schedule: Schedule::Constant,
+            augment: false,
+            label_smoothing: 0.0,
+            freeze: Freeze::None,
+            choose_by_validation: false,
+            patience: None,
+            weight_averaging: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fractional_epochs_end_with_a_partial_epoch() {
+        let epochs = Epochs(1.3);
+        assert_eq!(epochs.count(), 2);
+        assert_eq!(epochs.steps_in(1, 469), 469);
+        assert_eq!(epochs.steps_in(2, 469), 141);
+        assert_eq!(epochs.steps_before(2, 469), 469);
+        assert_eq!(epochs.total_steps(469), 610);
+        assert_eq!(Epochs(2.0).total_steps(469), 938);
+        assert_eq!(Epochs(0.001).total_steps(469), 1, "at least one step");
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e6] {
+            assert!(!Epochs::is_valid(bad), "{bad} accepted");
+        }
+        assert_eq!(serde_json::to_string(&Epochs(10.0)).unwrap(), "10");
+        assert_eq!(serde_json::to_string(&Epochs(1.5)).unwrap(), "1.5");
+    }
+
+    #[test]
+    fn freezing_follows_the_layer_names() {
+        assert!(Freeze::Conv.freezes("conv2.bias") && !Freeze::Conv.freezes("fc.weight"));
+        assert!(Freeze::Conv1.freezes("conv1.weight") && Freeze::Conv1.freezes("bn1.bias"));
+        assert!(!Freeze::Conv1.freezes("conv2.weight") && !Freeze::None.freezes("conv1.weight"));
+        assert_eq!(Freeze::from_name("conv1"), Some(Freeze::Conv1));
+        assert_eq!(Recipe::names(), "tutorial, fast, large");
+    }
+}

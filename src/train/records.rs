@@ -1,0 +1,172 @@
+//! What a run records: one [`EpochRecord`] per epoch (a line of `metrics.jsonl`), the run's
+//! [`History`] of them, and the [`FinalMetrics`] of the model it delivers.
+
+use crate::eval::Scores;
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+
+/// One line of `metrics.jsonl`. Epoch 0, when present, scores the starting checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    /// Mean cross-entropy over the epoch's training batches (absent for epoch 0).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub train_loss: Option<f64>,
+    #[serde(flatten)]
+    pub scores: Scores,
+    /// Seconds spent training in this epoch (evaluation excluded).
+    pub seconds: f64,
+    /// Training images per second in this epoch.
+    pub images_per_second: f64,
+    /// The learning rate at the epoch's first step, and at its last.
+    pub learning_rate: f64,
+    pub learning_rate_end: f64,
+}
+
+impl EpochRecord {
+    /// Epoch 0: the starting checkpoint's scores, before any training.
+    pub fn start(scores: Scores) -> Self {
+        Self {
+            epoch: 0,
+            train_loss: None,
+            scores,
+            seconds: 0.0,
+            images_per_second: 0.0,
+            learning_rate: 0.0,
+            learning_rate_end: 0.0,
+        }
+    }
+}
+
+/// Every epoch of a run so far, in order: what `metrics.jsonl` holds. The one list of them: the
+/// training loop appends to it, and the run folder writes it out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    records: Vec<EpochRecord>,
+}
+
+impl History {
+    /// A run that starts from a checkpoint scored as `start` (epoch 0), or from nothing.
+    pub fn new(start: Option<Scores>) -> Self {
+        Self {
+            records: start.map(EpochRecord::start).into_iter().collect(),
+        }
+    }
+
+    /// The records of an interrupted run, up to the `completed` epochs its saved state holds
+    /// (later lines were written by an epoch that did not finish saving).
+    pub fn resumed(records: Vec<EpochRecord>, completed: usize) -> Result<Self> {
+        let history = Self {
+            records: records
+                .into_iter()
+                .filter(|r| r.epoch <= completed)
+                .collect(),
+        };
+        let trained = history.trained().count();
+        ensure!(
+            trained == completed,
+            "metrics.jsonl holds {trained} of the {completed} epochs the resume state has completed"
+        );
+        Ok(history)
+    }
+
+    pub fn push(&mut self, record: EpochRecord) {
+        self.records.push(record);
+    }
+
+    pub fn records(&self) -> &[EpochRecord] {
+        &self.records
+    }
+
+    /// The trained epochs (epoch 0, the starting point, left out).
+    pub fn trained(&self) -> impl Iterator<Item = &EpochRecord> {
+        self.records.iter().filter(|r| r.epoch > 0)
+    }
+
+    /// The last epoch recorded (0 when none).
+    pub fn last_epoch(&self) -> usize {
+        self.records.iter().map(|r| r.epoch).max().unwrap_or(0)
+    }
+
+    /// The record of `epoch`.
+    pub fn epoch(&self, epoch: usize) -> Option<&EpochRecord> {
+        self.records.iter().find(|r| r.epoch == epoch)
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FitOutcome {
+    /// The epoch whose weights the model holds at the end.
+    pub chosen_epoch: usize,
+    pub stopped_early: bool,
+}
+
+/// The delivered model's figures (the chosen epoch's), repeated in `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalMetrics {
+    pub epochs_completed: usize,
+    /// The epoch whose weights are in model.ot.
+    pub chosen_epoch: usize,
+    pub stopped_early: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub train_loss: Option<f64>,
+    #[serde(flatten)]
+    pub scores: Scores,
+    pub train_seconds: f64,
+}
+
+impl FinalMetrics {
+    pub fn new(history: &History, outcome: FitOutcome) -> Self {
+        let chosen = history
+            .epoch(outcome.chosen_epoch)
+            .expect("the chosen epoch was recorded");
+        Self {
+            epochs_completed: history.trained().count(),
+            chosen_epoch: outcome.chosen_epoch,
+            stopped_early: outcome.stopped_early,
+            train_loss: chosen.train_loss,
+            scores: chosen.scores,
+            train_seconds: history.trained().map(|r| r.seconds).sum(),
+        }
+    }
+}
+
+/// A record with made-up figures, for tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn sample_record(epoch: usize, rate: f64, rate_end: f64) -> EpochRecord {
+    EpochRecord {
+        epoch,
+        train_loss: (epoch > 0).then_some(0.5),
+        scores: Scores {
+            test_loss: Some(0.4),
+            test_accuracy: Some(0.9),
+            ..Default::default()
+        },
+        seconds: 1.0,
+        images_per_second: 100.0,
+        learning_rate: rate,
+        learning_rate_end: rate_end,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_history_keeps_the_completed_epochs_and_the_start() {
+        let records: Vec<EpochRecord> = (0..4).map(|e| sample_record(e, 1e-3, 1e-3)).collect();
+        let history = History::resumed(records.clone(), 2).unwrap();
+        assert_eq!(history.records(), &records[..3]);
+        assert_eq!(history.last_epoch(), 2);
+        let err = History::resumed(records[..2].to_vec(), 2).unwrap_err();
+        assert!(err.to_string().contains("holds 1 of the 2 epochs"), "{err}");
+        let outcome = FitOutcome {
+            chosen_epoch: 1,
+            stopped_early: false,
+        };
+        let metrics = FinalMetrics::new(&history, outcome);
+        assert_eq!((metrics.epochs_completed, metrics.train_seconds), (2, 2.0));
+    }
+}

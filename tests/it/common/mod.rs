@@ -1,0 +1,250 @@
+//! Helpers shared by the integration tests: running the binary, small generated datasets, the
+//! real MNIST folder, and the checks every failure must pass.
+
+pub mod server;
+
+use mnist_cnn::data::idx::build;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Held by the tests that keep every core busy for many seconds (training on the real MNIST,
+/// PyTorch, Chromium): two of them at once on a two-core machine slow each other down several
+/// times over, while lighter tests beside one cost little. A failed test does not block the
+/// others (the lock's poisoning is ignored).
+pub fn cpu_heavy() -> MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The `mnist-cnn` binary, with logs reduced to warnings and no proxy in the way of loopback.
+pub fn mnist_cnn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mnist-cnn"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .output()
+        .expect("the mnist-cnn binary runs")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts success, showing stderr otherwise.
+pub fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "failed with {:?}\nstderr:\n{}",
+        output.status,
+        stderr(output)
+    );
+}
+
+/// Asserts the tool failed as a user should see it: exit status 1 or 2 (not a panic's 101 or
+/// an abort's signal), an error that mentions every one of `names`, and no panic message.
+pub fn assert_clean_failure(output: &Output, names: &[&str]) {
+    let err = stderr(output);
+    let code = output.status.code();
+    assert!(
+        matches!(code, Some(1) | Some(2)),
+        "expected exit 1 or 2, got {:?}\nstderr:\n{err}",
+        output.status
+    );
+    assert!(!err.contains("panicked"), "panic:\n{err}");
+    assert!(!err.contains("RUST_BACKTRACE"), "panic:\n{err}");
+    assert!(err.contains("error"), "no error message:\n{err}");
+    for name in names {
+        assert!(err.contains(name), "error does not name {name:?}:\n{err}");
+    }
+}
+
+/// The real MNIST folder: $MNIST_CNN_DATA (set by scripts/test.sh), else data/mnist.
+pub fn real_mnist_dir() -> PathBuf {
+    let dir = std::env::var_os("MNIST_CNN_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist"));
+    assert!(
+        dir.join("train-images-idx3-ubyte").is_file(),
+        "the real MNIST is not in {}: run scripts/test.sh, or `mnist-cnn data --dir {}` and set MNIST_CNN_DATA",
+        dir.display(),
+        dir.display()
+    );
+    dir
+}
+
+/// Trains for one epoch on the CPU on the real MNIST into `out`, with `extra` flags (a limit, a
+/// seed, a batch size); asserts success and returns the output.
+pub fn train_on_real_mnist(out: &Path, extra: &[&str]) -> Output {
+    let data = real_mnist_dir();
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    let output = mnist_cnn(&args);
+    assert_success(&output);
+    output
+}
+
+/// Saves a freshly initialised tutorial model (whatever libtorch's generator gives) to `path`.
+pub fn save_fresh_model(path: &Path) {
+    let model =
+        mnist_cnn::model::Classifier::new(mnist_cnn::nn::Architecture::Tutorial, tch::Device::Cpu);
+    mnist_cnn::io::checkpoint::save(&model, path).unwrap();
+}
+
+/// `mnist-cnn export --model MODEL --format FORMAT --out OUT`, which must succeed.
+pub fn export(model: &Path, format: &str, out: &Path) {
+    assert_success(&mnist_cnn(&[
+        "export",
+        "--model",
+        model.to_str().unwrap(),
+        "--format",
+        format,
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+}
+
+/// Trains on a small generated dataset: one epoch, batch 16, CPU, one thread, unless `extra`
+/// sets those flags itself.
+pub fn train_small(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    for (flag, value) in [
+        ("--epochs", "1"),
+        ("--batch-size", "16"),
+        ("--device", "cpu"),
+        ("--threads", "1"),
+    ] {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
+    args.extend_from_slice(extra);
+    mnist_cnn(&args)
+}
+
+/// A digit-like pattern for generated images: label `l` lights row band `2 + 2l`, plus a
+/// little texture so images differ.
+pub fn pattern_image(index: usize, label: u8, pixel: usize) -> u8 {
+    let (row, col) = (pixel / 28, pixel % 28);
+    if row == 2 + 2 * label as usize && (4..24).contains(&col) {
+        255
+    } else {
+        ((index * 31 + pixel * 7) % 50) as u8
+    }
+}
+
+/// Writes a small, valid dataset in MNIST format (raw idx files under the canonical names).
+pub fn write_small_mnist(dir: &Path, train: usize, test: usize) {
+    fs::create_dir_all(dir).unwrap();
+    for (prefix, n) in [("train", train), ("t10k", test)] {
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let images = build::images(n as u32, |i, p| pattern_image(i, labels[i], p));
+        fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+        fs::write(
+            dir.join(format!("{prefix}-labels-idx1-ubyte")),
+            build::labels(&labels),
+        )
+        .unwrap();
+    }
+}
+
+/// Parses stdout as one JSON value.
+pub fn stdout_json(output: &Output) -> serde_json::Value {
+    serde_json::from_str(stdout(output).trim())
+        .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}):\n{}", stdout(output)))
+}
+
+/// Parses a JSON file (config.json).
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Parses each line of a JSON-lines file (metrics.jsonl).
+pub fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// The rows of an eval report's confusion matrix, as numbers.
+pub fn confusion_rows(report: &serde_json::Value) -> Vec<Vec<u64>> {
+    report["confusion_matrix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_u64().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+/// Files in `dir` (names), sorted.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A PNG whose header declares `width`×`height` 8-bit grey pixels, followed by a few bytes of
+/// compressed data: enough for a decoder to believe the header.
+pub fn png_with_header(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(png: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        png.extend((data.len() as u32).to_be_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(kind);
+        crc.update(data);
+        png.extend(kind);
+        png.extend(data);
+        png.extend(crc.finalize().to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut header = Vec::new();
+    header.extend(width.to_be_bytes());
+    header.extend(height.to_be_bytes());
+    header.extend([8, 0, 0, 0, 0]); // 8-bit grey, deflate, no filter, no interlace
+    chunk(&mut png, b"IHDR", &header);
+    // zlib stream of a few zero bytes.
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x63, 0x60, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01],
+    );
+    chunk(&mut png, b"IEND", &[]);
+    png
+}

@@ -1,0 +1,16 @@
+//! The integration tests, in one binary (each test binary links libtorch, so one links once):
+//! the command line end to end on small generated data and on the real MNIST, hostile and
+//! damaged inputs, interop with PyTorch, the HTTP service and its page in Chromium.
+
+mod common;
+
+mod architectures;
+mod browser;
+mod cli;
+mod download;
+mod end_to_end;
+mod faults;
+mod interop;
+mod pictures;
+mod report;
+mod serve;
