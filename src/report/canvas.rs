@@ -4,8 +4,11 @@
 //! depends on the fonts of the machine it runs on.
 
 use anyhow::{anyhow, Context, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
+use std::borrow::Borrow;
 use std::sync::Once;
 
 pub const FONT: &str = "sans-serif";
@@ -40,7 +43,7 @@ impl Canvas {
     /// Draws on the canvas through plotters; the drawing area starts out white.
     pub fn draw(
         &mut self,
-        paint: impl FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()>,
+        paint: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()>,
     ) -> Result<()> {
         let backend = BitMapBackend::with_buffer(&mut self.pixels, (self.width, self.height));
         let area = backend.into_drawing_area();
@@ -67,6 +70,21 @@ impl Canvas {
 /// Turns a plotters error into an anyhow one.
 pub fn drawing<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T> {
     result.map_err(|e| anyhow!("cannot draw the picture: {e}"))
+}
+
+/// A text style whose position is its middle.
+pub fn centred(style: TextStyle<'_>) -> TextStyle<'_> {
+    style.pos(Pos::new(HPos::Center, VPos::Center))
+}
+
+/// Writes `words` at `at` in `style`.
+pub fn label<S: Borrow<str>>(
+    area: &DrawingArea<BitMapBackend<'_>, Shift>,
+    words: S,
+    at: (i32, i32),
+    style: TextStyle<'_>,
+) -> Result<()> {
+    drawing(area.draw(&Text::new(words, at, style)))
 }
 
 /// A text style in the bundled font.

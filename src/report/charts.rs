@@ -1,12 +1,11 @@
 //! `curves.png` (loss, accuracy and learning rate per epoch) and `confusion.png` (the confusion
 //! matrix as a heat map).
 
-use super::canvas::{blend, bold, drawing, text, Canvas};
+use super::canvas::{blend, bold, centred, drawing, label, text, Canvas};
 use crate::eval::ConfusionMatrix;
 use crate::train::EpochRecord;
 use anyhow::Result;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// Each panel of `curves.png`; two panels side by side, three with a learning-rate schedule.
 pub const PANEL_SIZE: (u32, u32) = (600, 450);
@@ -274,12 +273,12 @@ pub fn confusion(matrix: &ConfusionMatrix, title: &str) -> Result<Canvas> {
         .unwrap_or(0)
         .max(1);
     canvas.draw(|area| {
-        let centred = |size: f64| text(size).pos(Pos::new(HPos::Center, VPos::Center));
-        drawing(area.draw(&Text::new(
+        label(
+            area,
             title.to_owned(),
             (width as i32 / 2, 30),
-            bold(22.0).pos(Pos::new(HPos::Center, VPos::Center)),
-        )))?;
+            centred(bold(22.0)),
+        )?;
         for (t, row) in matrix.rows().iter().enumerate() {
             let support: u64 = row.iter().sum();
             for (p, &count) in row.iter().enumerate() {
@@ -301,38 +300,43 @@ pub fn confusion(matrix: &ConfusionMatrix, title: &str) -> Result<Canvas> {
                     RGBColor(210, 210, 210),
                 )))?;
                 let ink = if shade > 0.55 { WHITE } else { BLACK };
-                drawing(area.draw(&Text::new(
+                label(
+                    area,
                     count.to_string(),
                     (x + cell / 2, y + cell / 2),
-                    centred(15.0).color(&ink),
-                )))?;
+                    centred(text(15.0)).color(&ink),
+                )?;
             }
         }
         let grid = cell * classes as i32;
         for c in 0..classes as i32 {
             let middle = c * cell + cell / 2;
-            drawing(area.draw(&Text::new(
+            label(
+                area,
                 c.to_string(),
                 (left + middle, top + grid + 16),
-                centred(17.0),
-            )))?;
-            drawing(area.draw(&Text::new(
+                centred(text(17.0)),
+            )?;
+            label(
+                area,
                 c.to_string(),
                 (left - 16, top + middle),
-                centred(17.0),
-            )))?;
+                centred(text(17.0)),
+            )?;
         }
-        drawing(area.draw(&Text::new(
+        label(
+            area,
             "predicted digit",
             (left + grid / 2, top + grid + 46),
-            centred(18.0),
-        )))?;
+            centred(text(18.0)),
+        )?;
         for (i, word) in ["true", "digit"].iter().enumerate() {
-            drawing(area.draw(&Text::new(
+            label(
+                area,
                 *word,
                 (left / 2 - 14, top + grid / 2 - 10 + 22 * i as i32),
-                centred(18.0),
-            )))?;
+                centred(text(18.0)),
+            )?;
         }
         Ok(())
     })?;

@@ -1,7 +1,7 @@
 //! `mistakes.png` (the digits the model gets wrong with the most confidence) and `filters.png`
 //! (the first convolution's 3×3 filters).
 
-use super::canvas::{blend, bold, drawing, text, Canvas};
+use super::canvas::{blend, bold, centred, drawing, label, text, Canvas};
 use crate::shape::{IMAGE_PIXELS, IMAGE_SIDE};
 use anyhow::{ensure, Result};
 use plotters::prelude::*;
@@ -57,11 +57,7 @@ pub fn mistakes(mistakes: &[Mistake], total_wrong: usize, examples: usize) -> Re
         )
     };
     canvas.draw(|area| {
-        drawing(area.draw(&Text::new(
-            title,
-            (width as i32 / 2, 28),
-            bold(19.0).pos(Pos::new(HPos::Center, VPos::Center)),
-        )))?;
+        label(area, title, (width as i32 / 2, 28), centred(bold(19.0)))?;
         for (i, mistake) in mistakes.iter().enumerate() {
             ensure!(
                 mistake.pixels.len() == IMAGE_PIXELS,
@@ -87,14 +83,15 @@ pub fn mistakes(mistakes: &[Mistake], total_wrong: usize, examples: usize) -> Re
                 [(x0, y0), (x0 + side, y0 + side)],
                 RGBColor(190, 190, 190),
             )))?;
-            drawing(area.draw(&Text::new(
+            label(
+                area,
                 format!(
                     "{} → {} ({:.2})",
                     mistake.truth, mistake.predicted, mistake.probability
                 ),
                 (x0 + side / 2, y0 + side + 16),
-                text(16.0).pos(Pos::new(HPos::Center, VPos::Center)),
-            )))?;
+                centred(text(16.0)),
+            )?;
         }
         Ok(())
     })?;
@@ -134,14 +131,15 @@ pub fn filters(weights: &[Vec<f32>], side: usize) -> Result<Canvas> {
         .max(f32::MIN_POSITIVE);
     let left = (width as i32 - per_row * pitch + 14) / 2;
     canvas.draw(|area| {
-        drawing(area.draw(&Text::new(
+        label(
+            area,
             format!(
                 "First convolution: the {} learned {side}×{side} filters",
                 weights.len()
             ),
             (width as i32 / 2, 28),
-            bold(20.0).pos(Pos::new(HPos::Center, VPos::Center)),
-        )))?;
+            centred(bold(20.0)),
+        )?;
         for (f, filter) in weights.iter().enumerate() {
             ensure!(
                 filter.len() == side * side,
@@ -172,19 +170,21 @@ pub fn filters(weights: &[Vec<f32>], side: usize) -> Result<Canvas> {
                 weight_color(w, limit).filled(),
             )))?;
         }
-        let label = text(15.0).pos(Pos::new(HPos::Center, VPos::Top));
+        let below = text(15.0).pos(Pos::new(HPos::Center, VPos::Top));
         for (at, value) in [(0, -limit), (bar_width / 2, 0.0), (bar_width, limit)] {
-            drawing(area.draw(&Text::new(
+            label(
+                area,
                 format!("{value:+.2}"),
                 (bar_left + at, bar_top + 22),
-                label.clone(),
-            )))?;
+                below.clone(),
+            )?;
         }
-        drawing(area.draw(&Text::new(
+        label(
+            area,
             "weight",
             (bar_left + bar_width + 50, bar_top + 8),
-            text(15.0).pos(Pos::new(HPos::Center, VPos::Center)),
-        )))?;
+            centred(text(15.0)),
+        )?;
         Ok(())
     })?;
     Ok(canvas)

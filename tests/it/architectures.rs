@@ -7,17 +7,6 @@ use std::path::Path;
 
 const ARCHITECTURES: [&str; 2] = ["tutorial", "vgg-8"];
 
-fn eval_json(models: &[&Path], data: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["eval", "--data", data.to_str().unwrap(), "--json"];
-    for model in models {
-        args.extend(["--model", model.to_str().unwrap()]);
-    }
-    args.extend_from_slice(extra);
-    let output = mnist_cnn(&args);
-    assert_success(&output);
-    stdout_json(&output)
-}
-
 #[test]
 fn each_architecture_trains_and_its_checkpoints_round_trip_with_it() {
     let _cpu = cpu_heavy();
@@ -55,20 +44,12 @@ fn each_architecture_trains_and_its_checkpoints_round_trip_with_it() {
 
         // finetune --from continues with the checkpoint's architecture.
         let tuned = scratch.path().join(format!("{architecture}-tuned"));
-        let output = mnist_cnn(&[
-            "finetune",
-            "--from",
-            exported.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            tuned.to_str().unwrap(),
-            "--epochs",
-            "0.5",
-            "--threads",
-            "1",
-            "--no-report",
-        ]);
+        let output = finetune(
+            &exported,
+            &data,
+            &tuned,
+            &["--epochs", "0.5", "--threads", "1", "--no-report"],
+        );
         assert_success(&output);
         assert_eq!(
             read_json(&tuned.join("config.json"))["architecture"],

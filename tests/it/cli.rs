@@ -527,29 +527,27 @@ fn finetune_with_frozen_convolutions_keeps_them_bit_identical_and_records_before
     let parent = runs.path().join("parent");
     assert_success(&train_small(data.path(), &parent, &["--val-split", "0.2"]));
     let out = runs.path().join("tuned");
-    let output = mnist_cnn(&[
-        "finetune",
-        "--from",
-        parent.join("model.ot").to_str().unwrap(),
-        "--data",
-        data.path().to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--freeze",
-        "conv",
-        "--epochs",
-        "2",
-        "--lr",
-        "1e-2",
-        "--augment",
-        "--schedule",
-        "onecycle",
-        "--batch-size",
-        "16",
-        "--device",
-        "cpu",
-        "--json",
-    ]);
+    let output = finetune(
+        &parent.join("model.ot"),
+        data.path(),
+        &out,
+        &[
+            "--freeze",
+            "conv",
+            "--epochs",
+            "2",
+            "--lr",
+            "1e-2",
+            "--augment",
+            "--schedule",
+            "onecycle",
+            "--batch-size",
+            "16",
+            "--device",
+            "cpu",
+            "--json",
+        ],
+    );
     assert_success(&output);
     let (before, after) = (
         weights(&parent.join("model.ot")),
@@ -604,19 +602,9 @@ fn finetune_refuses_bad_starting_points_and_flags() {
     write_zero_checkpoint(&small, ("fc.weight", &[10, 800]));
     let out = scratch.path().join("out");
     let run = |from: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "finetune",
-            "--from",
-            from.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--device",
-            "cpu",
-        ];
+        let mut args = vec!["--device", "cpu"];
         args.extend_from_slice(extra);
-        mnist_cnn(&args)
+        finetune(from, &data, &out, &args)
     };
     assert_clean_failure(
         &run(Path::new("/nonexistent/m.ot"), &[]),

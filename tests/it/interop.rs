@@ -30,18 +30,9 @@ fn python(args: &[&str]) -> Value {
 }
 
 fn eval_accuracy(model: &Path, data: &Path) -> f64 {
-    let output = mnist_cnn(&[
-        "eval",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--json",
-        "--device",
-        "cpu",
-    ]);
-    assert_success(&output);
-    stdout_json(&output)["accuracy"].as_f64().unwrap()
+    eval_json(&[model], data, &["--device", "cpu"])["accuracy"]
+        .as_f64()
+        .unwrap()
 }
 
 /// A model of `architecture` trained briefly by the tool, and its logits on the first 20 test
@@ -161,22 +152,14 @@ fn pytorch_state_dict_works_in_the_tool(architecture: &str) {
     );
     // And it fine-tunes: finetune --from takes the PyTorch file, architecture and all.
     let out = scratch.path().join("tuned");
-    let output = mnist_cnn(&[
-        "finetune",
-        "--from",
-        state_dict.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--limit",
-        "2000",
-        "--device",
-        "cpu",
-        "--json",
-    ]);
+    let output = finetune(
+        &state_dict,
+        &data,
+        &out,
+        &[
+            "--epochs", "1", "--limit", "2000", "--device", "cpu", "--json",
+        ],
+    );
     assert_success(&output);
     let config: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();

@@ -84,34 +84,38 @@ fn train_writes_the_report_and_finetune_shows_its_parent() {
     // A fine-tuning run with a schedule: a third panel for the learning rate, the parent and
     // the before/after table.
     let child = runs.path().join("child");
-    let finetune = mnist_cnn(&[
-        "finetune",
-        "--from",
-        parent.join("model.ot").to_str().unwrap(),
-        "--data",
-        data.path().to_str().unwrap(),
-        "--out",
-        child.to_str().unwrap(),
-        "--epochs",
-        "2",
-        "--schedule",
-        "cosine",
-        "--lr",
-        "1e-3",
-        "--batch-size",
-        "16",
-        "--device",
-        "cpu",
-    ]);
-    assert_success(&finetune);
+    let tuned = finetune(
+        &parent.join("model.ot"),
+        data.path(),
+        &child,
+        &[
+            "--epochs",
+            "2",
+            "--schedule",
+            "cosine",
+            "--lr",
+            "1e-3",
+            "--batch-size",
+            "16",
+            "--device",
+            "cpu",
+        ],
+    );
+    assert_success(&tuned);
     assert_complete_report(&child, 3);
     let html = fs::read_to_string(child.join("report.html")).unwrap();
     assert!(html.contains("Fine-tuning") && html.contains("parent/model.ot"));
     assert!(html.contains("<th>before</th><th>after</th>"));
 }
 
-#[test]
-fn report_rebuilds_the_files_and_no_report_skips_them() {
+/// A run trained with --no-report on 100 generated digits (50 to test on).
+struct RunWithoutReport {
+    data: tempfile::TempDir,
+    runs: tempfile::TempDir,
+    run: std::path::PathBuf,
+}
+
+fn run_without_report(epochs: &str) -> RunWithoutReport {
     let data = tempfile::tempdir().unwrap();
     write_small_mnist(data.path(), 100, 50);
     let runs = tempfile::tempdir().unwrap();
@@ -119,8 +123,18 @@ fn report_rebuilds_the_files_and_no_report_skips_them() {
     assert_success(&train_small(
         data.path(),
         &run,
-        &["--epochs", "1", "--no-report"],
+        &["--epochs", epochs, "--no-report"],
     ));
+    RunWithoutReport { data, runs, run }
+}
+
+#[test]
+fn report_rebuilds_the_files_and_no_report_skips_them() {
+    let RunWithoutReport {
+        data: _data,
+        runs: _runs,
+        run,
+    } = run_without_report("1");
     assert_eq!(
         file_names(&run),
         ["config.json", "metrics.jsonl", "model.ot", "resume.ot"]
@@ -142,15 +156,11 @@ fn report_rebuilds_the_files_and_no_report_skips_them() {
 
 #[test]
 fn damaged_or_missing_run_files_are_clear_errors() {
-    let data = tempfile::tempdir().unwrap();
-    write_small_mnist(data.path(), 100, 50);
-    let runs = tempfile::tempdir().unwrap();
-    let run = runs.path().join("run");
-    assert_success(&train_small(
-        data.path(),
-        &run,
-        &["--epochs", "2", "--no-report"],
-    ));
+    let RunWithoutReport {
+        data,
+        runs: _runs,
+        run,
+    } = run_without_report("2");
     let run_arg = run.to_str().unwrap();
 
     let metrics = run.join("metrics.jsonl");
@@ -188,15 +198,7 @@ fn damaged_or_missing_run_files_are_clear_errors() {
 
 #[test]
 fn a_run_whose_data_has_moved_says_which_flag_to_use() {
-    let data = tempfile::tempdir().unwrap();
-    write_small_mnist(data.path(), 100, 50);
-    let runs = tempfile::tempdir().unwrap();
-    let run = runs.path().join("run");
-    assert_success(&train_small(
-        data.path(),
-        &run,
-        &["--epochs", "1", "--no-report"],
-    ));
+    let RunWithoutReport { data, runs, run } = run_without_report("1");
     let moved = runs.path().join("moved");
     fs::rename(data.path(), &moved).unwrap();
     let output = mnist_cnn(&["report", run.to_str().unwrap()]);

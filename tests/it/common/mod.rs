@@ -81,25 +81,46 @@ pub fn real_mnist_dir() -> PathBuf {
     dir
 }
 
-/// Trains for one epoch on the CPU on the real MNIST into `out`, with `extra` flags (a limit, a
-/// seed, a batch size); asserts success and returns the output.
-pub fn train_on_real_mnist(out: &Path, extra: &[&str]) -> Output {
-    let data = real_mnist_dir();
+/// `mnist-cnn COMMAND --data DATA --out OUT EXTRA...`.
+fn run_command(command: &str, data: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
-        "train",
+        command,
         "--data",
         data.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
     ];
+    args.extend_from_slice(extra);
+    mnist_cnn(&args)
+}
+
+/// Trains for one epoch on the CPU on the real MNIST into `out`, with `extra` flags (a limit, a
+/// seed, a batch size); asserts success and returns the output.
+pub fn train_on_real_mnist(out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["--epochs", "1", "--device", "cpu"];
+    args.extend_from_slice(extra);
+    let output = run_command("train", &real_mnist_dir(), out, &args);
+    assert_success(&output);
+    output
+}
+
+/// `mnist-cnn finetune --from FROM --data DATA --out OUT EXTRA...`.
+pub fn finetune(from: &Path, data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["--from", from.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run_command("finetune", data, out, &args)
+}
+
+/// `mnist-cnn eval --data DATA --json --model M...` plus `extra`, which must succeed; its JSON.
+pub fn eval_json(models: &[&Path], data: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["eval", "--data", data.to_str().unwrap(), "--json"];
+    for model in models {
+        args.extend(["--model", model.to_str().unwrap()]);
+    }
     args.extend_from_slice(extra);
     let output = mnist_cnn(&args);
     assert_success(&output);
-    output
+    stdout_json(&output)
 }
 
 /// Saves a freshly initialised tutorial model (whatever libtorch's generator gives) to `path`.
@@ -125,13 +146,7 @@ pub fn export(model: &Path, format: &str, out: &Path) {
 /// Trains on a small generated dataset: one epoch, batch 16, CPU, one thread, unless `extra`
 /// sets those flags itself.
 pub fn train_small(data: &Path, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
+    let mut args = Vec::new();
     for (flag, value) in [
         ("--epochs", "1"),
         ("--batch-size", "16"),
@@ -143,7 +158,7 @@ pub fn train_small(data: &Path, out: &Path, extra: &[&str]) -> Output {
         }
     }
     args.extend_from_slice(extra);
-    mnist_cnn(&args)
+    run_command("train", data, out, &args)
 }
 
 /// A digit-like pattern for generated images: label `l` lights row band `2 + 2l`, plus a
