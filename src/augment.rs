@@ -101,10 +101,11 @@ pub fn ink_per_image(images: &Tensor) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shape::{batch_shape, IMAGE_SIDE};
     use tch::Device;
 
     fn batch() -> Tensor {
-        let images = Tensor::zeros([4, 1, 28, 28], (Kind::Float, Device::Cpu));
+        let images = Tensor::zeros(batch_shape(4), (Kind::Float, Device::Cpu));
         let _ = images.narrow(2, 8, 12).narrow(3, 10, 8).fill_(1.0);
         images
     }
@@ -150,10 +151,10 @@ mod tests {
             translation_pixels: 3.0,
             ..identity_ranges()
         };
-        let thetas = random_thetas(1, 28, &shift, &mut SplitMix64::new(5));
+        let thetas = random_thetas(1, IMAGE_SIDE, &shift, &mut SplitMix64::new(5));
         let out = random_affine(&images.narrow(0, 0, 1), &shift, &mut SplitMix64::new(5));
         // The centre of mass along x moves by tx pixels (theta holds -tx in normalised units).
-        let xs = Tensor::arange(28, (Kind::Float, Device::Cpu)).view([1, 1, 1, 28]);
+        let xs = Tensor::arange(IMAGE_SIDE, (Kind::Float, Device::Cpu)).view([1, 1, 1, IMAGE_SIDE]);
         let com = |t: &Tensor| ((t * &xs).sum(Kind::Float) / t.sum(Kind::Float)).double_value(&[]);
         let moved = com(&out) - com(&images.narrow(0, 0, 1));
         let expected = -(thetas[2] as f64) * 14.0;

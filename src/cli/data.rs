@@ -1,6 +1,6 @@
 //! `mnist-cnn data`: download or import MNIST, verify it, and write it where `train` reads it.
 
-use crate::data::fetch::{self, Outcome, Verify, DEFAULT_MIRRORS};
+use crate::data::fetch::{self, FileOutcome, Outcome, Verify, DEFAULT_MIRRORS};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -42,7 +42,7 @@ pub fn run(args: &DataArgs) -> Result<()> {
             fetch::download(&args.dir, &mirrors, verify)?
         }
     };
-    for (file, outcome) in outcomes {
+    for FileOutcome { file, outcome } in outcomes {
         let path = args.dir.join(file.name);
         match outcome {
             Outcome::AlreadyPresent => println!("{}  already present, verified", path.display()),

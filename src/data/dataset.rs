@@ -3,7 +3,7 @@
 //! [`DataDescription`] of it that a run records.
 
 use super::images::load_folder;
-use super::{Mnist, Split};
+use super::{Divided, Mnist, Split};
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -121,8 +121,8 @@ impl Dataset {
         }
         let (train, validation) = match spec.validation {
             Some(held_out) => {
-                let (train, validation) = train.stratified_split(held_out.fraction, held_out.seed);
-                (train, Some(validation))
+                let divided = train.stratified_split(held_out.fraction, held_out.seed);
+                (divided.train, Some(divided.validation))
             }
             None => (train, None),
         };
@@ -151,7 +151,8 @@ impl Dataset {
             );
             pictures = pictures.first(limit);
         }
-        let (train, validation) = pictures.stratified_split(held_out.fraction, held_out.seed);
+        let Divided { train, validation } =
+            pictures.stratified_split(held_out.fraction, held_out.seed);
         ensure!(
             !train.is_empty() && !validation.is_empty(),
             "--images {}: too few pictures for a training and a validation set ({} usable)",

@@ -42,13 +42,22 @@ pub enum Outcome {
     Written { source: String },
 }
 
+/// What happened to one of the four files.
+#[derive(Debug)]
+pub struct FileOutcome {
+    pub file: MnistFile,
+    pub outcome: Outcome,
+}
+
+/// A file's verified bytes and where they came from (a URL or a path).
+struct Obtained {
+    raw: Vec<u8>,
+    source: String,
+}
+
 /// Downloads whichever of the four files is missing or invalid in `dir`, trying each mirror in
 /// turn until one serves a file that decompresses and verifies.
-pub fn download(
-    dir: &Path,
-    mirrors: &[String],
-    verify_mode: Verify,
-) -> Result<Vec<(MnistFile, Outcome)>> {
+pub fn download(dir: &Path, mirrors: &[String], verify_mode: Verify) -> Result<Vec<FileOutcome>> {
     ensure!(!mirrors.is_empty(), "no mirror to download MNIST from");
     let agent = http_agent();
     for_each_missing(dir, verify_mode, |file| {
@@ -59,7 +68,7 @@ pub fn download(
                 .and_then(|gz| gunzip(&gz, &url))
                 .and_then(|raw| verify(file, &raw, verify_mode).map(|_| raw));
             match attempt {
-                Ok(raw) => return Ok((raw, url)),
+                Ok(raw) => return Ok(Obtained { raw, source: url }),
                 Err(err) => {
                     warn!("{}: rejected {url}: {err:#}", file.name);
                     failures.push(format!("{url}: {err:#}"));
@@ -77,7 +86,7 @@ pub fn download(
 /// Imports whichever of the four files is missing or invalid in `dir` from the folder `src`,
 /// which holds them raw or gzipped (`train-images-idx3-ubyte` or `train-images-idx3-ubyte.gz`;
 /// the `train-images.idx3-ubyte` spelling of some copies is accepted too).
-pub fn import(dir: &Path, src: &Path, verify_mode: Verify) -> Result<Vec<(MnistFile, Outcome)>> {
+pub fn import(dir: &Path, src: &Path, verify_mode: Verify) -> Result<Vec<FileOutcome>> {
     ensure!(
         src.is_dir(),
         "--from {}: no such folder (it should hold the four MNIST files, raw or .gz)",
@@ -92,21 +101,11 @@ pub fn import(dir: &Path, src: &Path, verify_mode: Verify) -> Result<Vec<(MnistF
             bytes
         };
         verify(file, &raw, verify_mode).with_context(|| path.display().to_string())?;
-        Ok((raw, path.display().to_string()))
-    })
-}
-
-/// Checks the four files in `dir` without changing anything. Returns the problems found.
-pub fn check(dir: &Path, verify_mode: Verify) -> Vec<(MnistFile, String)> {
-    MNIST_FILES
-        .iter()
-        .filter_map(|file| {
-            let path = dir.join(file.name);
-            check_existing(&path, *file, verify_mode)
-                .err()
-                .map(|e| (*file, format!("{e:#}")))
+        Ok(Obtained {
+            raw,
+            source: path.display().to_string(),
         })
-        .collect()
+    })
 }
 
 /// Runs `obtain` for each file that is missing or invalid in `dir`, verifies what it returns,
@@ -114,8 +113,8 @@ pub fn check(dir: &Path, verify_mode: Verify) -> Vec<(MnistFile, String)> {
 fn for_each_missing(
     dir: &Path,
     verify_mode: Verify,
-    mut obtain: impl FnMut(MnistFile) -> Result<(Vec<u8>, String)>,
-) -> Result<Vec<(MnistFile, Outcome)>> {
+    mut obtain: impl FnMut(MnistFile) -> Result<Obtained>,
+) -> Result<Vec<FileOutcome>> {
     fsutil::create_dir_all(dir)?;
     let mut outcomes = Vec::new();
     for file in MNIST_FILES {
@@ -123,7 +122,10 @@ fn for_each_missing(
         match check_existing(&target, file, verify_mode) {
             Ok(()) => {
                 debug!("{}: present and valid", target.display());
-                outcomes.push((file, Outcome::AlreadyPresent));
+                outcomes.push(FileOutcome {
+                    file,
+                    outcome: Outcome::AlreadyPresent,
+                });
                 continue;
             }
             Err(err) if target.exists() => {
@@ -131,10 +133,13 @@ fn for_each_missing(
             }
             Err(_) => {}
         }
-        let (raw, source) = obtain(file)?;
+        let Obtained { raw, source } = obtain(file)?;
         fsutil::write_bytes_atomically(&target, &raw)?;
         debug!("{}: written from {source}", target.display());
-        outcomes.push((file, Outcome::Written { source }));
+        outcomes.push(FileOutcome {
+            file,
+            outcome: Outcome::Written { source },
+        });
     }
     Ok(outcomes)
 }
@@ -283,8 +288,8 @@ mod tests {
     fn write_small_dataset(dir: &Path, gz: bool) {
         for file in MNIST_FILES {
             let raw = match file.kind {
-                super::super::IdxKind::Images => build::images(4, |i, p| (i * 7 + p) as u8),
-                super::super::IdxKind::Labels => build::labels(&[0, 1, 2, 3]),
+                crate::data::IdxKind::Images => build::images(4, |i, p| (i * 7 + p) as u8),
+                crate::data::IdxKind::Labels => build::labels(&[0, 1, 2, 3]),
             };
             if gz {
                 fs::write(dir.join(format!("{}.gz", file.name)), gzip(&raw)).unwrap();
@@ -302,11 +307,11 @@ mod tests {
         let first = import(dst.path(), src.path(), Verify::StructureOnly).unwrap();
         assert!(first
             .iter()
-            .all(|(_, o)| matches!(o, Outcome::Written { .. })));
+            .all(|o| matches!(o.outcome, Outcome::Written { .. })));
         let images = fs::read(dst.path().join("train-images-idx3-ubyte")).unwrap();
         assert_eq!(images.len(), 16 + 4 * crate::shape::IMAGE_PIXELS);
         let second = import(dst.path(), src.path(), Verify::StructureOnly).unwrap();
-        assert!(second.iter().all(|(_, o)| *o == Outcome::AlreadyPresent));
+        assert!(second.iter().all(|o| o.outcome == Outcome::AlreadyPresent));
     }
 
     #[test]
@@ -330,8 +335,12 @@ mod tests {
         write_small_dataset(src.path(), false);
         fs::write(dst.path().join("t10k-labels-idx1-ubyte"), b"garbage").unwrap();
         let outcomes = import(dst.path(), src.path(), Verify::StructureOnly).unwrap();
-        assert!(outcomes.iter().all(|(_, o)| *o != Outcome::AlreadyPresent));
-        assert!(check(dst.path(), Verify::StructureOnly).is_empty());
+        assert!(outcomes
+            .iter()
+            .all(|o| o.outcome != Outcome::AlreadyPresent));
+        assert!(MNIST_FILES.iter().all(|file| {
+            check_existing(&dst.path().join(file.name), *file, Verify::StructureOnly).is_ok()
+        }));
     }
 
     #[test]

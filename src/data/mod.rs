@@ -103,10 +103,13 @@ impl Split {
     }
 
     /// Splits off a validation set: `fraction` of each class (at least one example of every
-    /// class that has two or more), drawn from `seed`. Returns (train, validation).
-    pub fn stratified_split(&self, fraction: f64, seed: u64) -> (Split, Split) {
-        let (train, validation) = stratified_indices(&self.label_vec(), fraction, seed);
-        (self.select(&train), self.select(&validation))
+    /// class that has two or more), drawn from `seed`.
+    pub fn stratified_split(&self, fraction: f64, seed: u64) -> Divided<Split> {
+        let indices = stratified_indices(&self.label_vec(), fraction, seed);
+        Divided {
+            train: self.select(&indices.train),
+            validation: self.select(&indices.validation),
+        }
     }
 
     pub fn to_device(&self, device: Device) -> Split {
@@ -117,10 +120,17 @@ impl Split {
     }
 }
 
+/// Examples divided into those to train on and those held out to validate on.
+#[derive(Debug, PartialEq)]
+pub struct Divided<T> {
+    pub train: T,
+    pub validation: T,
+}
+
 /// Indices of a stratified split: for each class, `round(fraction × count)` examples (at least
 /// one when the class has two or more, never all of them) go to the validation side, chosen by a
-/// shuffle from `seed`. Both sides are returned in ascending order.
-pub fn stratified_indices(labels: &[i64], fraction: f64, seed: u64) -> (Vec<i64>, Vec<i64>) {
+/// shuffle from `seed`. Both sides are in ascending order.
+pub fn stratified_indices(labels: &[i64], fraction: f64, seed: u64) -> Divided<Vec<i64>> {
     let mut by_class: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
     for (i, &label) in labels.iter().enumerate() {
         by_class.entry(label).or_default().push(i as i64);
@@ -146,7 +156,7 @@ pub fn stratified_indices(labels: &[i64], fraction: f64, seed: u64) -> (Vec<i64>
     }
     train.sort_unstable();
     validation.sort_unstable();
-    (train, validation)
+    Divided { train, validation }
 }
 
 /// The MNIST training and test splits.
@@ -195,7 +205,7 @@ mod tests {
     #[test]
     fn stratified_split_holds_out_each_class_in_proportion() {
         let labels: Vec<i64> = (0..1000).map(|i| i % 10).collect();
-        let (train, validation) = stratified_indices(&labels, 0.1, 7);
+        let Divided { train, validation } = stratified_indices(&labels, 0.1, 7);
         assert_eq!(validation.len(), 100);
         assert_eq!(train.len(), 900);
         for class in 0..10 {
@@ -210,15 +220,18 @@ mod tests {
         assert_eq!(all, (0..1000).collect::<Vec<_>>());
         assert_eq!(
             stratified_indices(&labels, 0.1, 7),
-            (train, validation.clone())
+            Divided {
+                train,
+                validation: validation.clone()
+            }
         );
-        assert_ne!(stratified_indices(&labels, 0.1, 8).1, validation);
+        assert_ne!(stratified_indices(&labels, 0.1, 8).validation, validation);
     }
 
     #[test]
     fn small_classes_keep_at_least_one_example_on_each_side() {
         let labels = [0, 0, 1, 2, 2, 2];
-        let (train, validation) = stratified_indices(&labels, 0.1, 1);
+        let Divided { train, validation } = stratified_indices(&labels, 0.1, 1);
         assert_eq!(validation.len(), 2); // one of class 0, one of class 2; class 1 has one only
         assert_eq!(train.len(), 4);
     }

@@ -38,10 +38,9 @@ pub fn evaluate<P: Predictor + ?Sized>(model: &P, split: &Split) -> Result<Evalu
     let n = split.len();
     ensure!(n > 0, "nothing to evaluate: the split is empty");
     let device = model.device();
-    let (loss_sum, predictions, confidences) = tch::no_grad(|| {
+    let mut answers = Answers::with_capacity(n);
+    let loss_sum = tch::no_grad(|| {
         let mut loss_sum = Tensor::zeros([], (Kind::Double, device));
-        let mut predictions = Vec::with_capacity(n);
-        let mut confidences = Vec::with_capacity(n);
         for start in (0..n).step_by(EVAL_BATCH_SIZE) {
             let len = EVAL_BATCH_SIZE.min(n - start) as i64;
             let images = split.images.narrow(0, start as i64, len).to_device(device);
@@ -50,22 +49,43 @@ pub fn evaluate<P: Predictor + ?Sized>(model: &P, split: &Split) -> Result<Evalu
             let batch_loss =
                 log_probabilities.g_nll_loss::<Tensor>(&labels, None, Reduction::Sum, -100);
             loss_sum += batch_loss.to_kind(Kind::Double);
-            let (top, predicted) = log_probabilities.max_dim(-1, false);
-            let predicted =
-                Vec::<i64>::try_from(predicted.to_device(Device::Cpu)).expect("argmax gives int64");
-            let top = Vec::<f32>::try_from(top.exp().to_device(Device::Cpu))
-                .expect("log-probabilities are float");
-            predictions.extend(predicted);
-            confidences.extend(top);
+            answers.add(&log_probabilities);
         }
-        (loss_sum.double_value(&[]), predictions, confidences)
+        loss_sum.double_value(&[])
     });
     let truth = Vec::<i64>::try_from(split.labels.to_device(Device::Cpu))?;
-    let confusion = ConfusionMatrix::from_labels(&truth, &predictions, NUM_CLASSES as usize)?;
+    let confusion =
+        ConfusionMatrix::from_labels(&truth, &answers.predictions, NUM_CLASSES as usize)?;
     Ok(Evaluation {
         loss: loss_sum / n as f64,
-        predictions,
-        confidences,
+        predictions: answers.predictions,
+        confidences: answers.confidences,
         confusion,
     })
+}
+
+/// The model's answer for each example so far: its digit and the probability it gives it.
+struct Answers {
+    predictions: Vec<i64>,
+    confidences: Vec<f32>,
+}
+
+impl Answers {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            predictions: Vec::with_capacity(n),
+            confidences: Vec::with_capacity(n),
+        }
+    }
+
+    /// Adds a batch's answers, from its N×10 log-probabilities.
+    fn add(&mut self, log_probabilities: &Tensor) {
+        let (top, predicted) = log_probabilities.max_dim(-1, false);
+        let predicted =
+            Vec::<i64>::try_from(predicted.to_device(Device::Cpu)).expect("argmax gives int64");
+        let top = Vec::<f32>::try_from(top.exp().to_device(Device::Cpu))
+            .expect("log-probabilities are float");
+        self.predictions.extend(predicted);
+        self.confidences.extend(top);
+    }
 }

@@ -61,12 +61,14 @@ pub fn predict<P: Predictor + ?Sized>(
     prepared: &[Prepared],
     top_k: usize,
 ) -> Vec<PictureResult> {
+    // The positions of the pictures that were read, and their fields.
     let ready: Vec<(usize, &Vec<f32>)> = prepared
         .iter()
         .enumerate()
         .filter_map(|(i, p)| p.field.as_ref().ok().map(|f| (i, f)))
         .collect();
-    let mut answers: Vec<Option<(i64, f64, Vec<Candidate>)>> = vec![None; prepared.len()];
+    // The candidates of each picture, best first.
+    let mut answers: Vec<Option<Vec<Candidate>>> = vec![None; prepared.len()];
     for chunk in ready.chunks(PREDICT_BATCH) {
         let pixels: Vec<f32> = chunk.iter().flat_map(|(_, f)| f.iter().copied()).collect();
         let probabilities = infer::probabilities(model, &pixels);
@@ -80,17 +82,17 @@ pub fn predict<P: Predictor + ?Sized>(
                     probability: f64::from(values[row * top_k + k]),
                 })
                 .collect();
-            answers[*index] = Some((top[0].digit, top[0].probability, top));
+            answers[*index] = Some(top);
         }
     }
     prepared
         .iter()
         .zip(answers)
         .map(|(p, answer)| match (answer, &p.field) {
-            (Some((digit, probability, top_k)), _) => PictureResult::Predicted {
+            (Some(top_k), _) => PictureResult::Predicted {
                 path: p.path.clone(),
-                digit,
-                probability,
+                digit: top_k[0].digit,
+                probability: top_k[0].probability,
                 top_k,
             },
             (None, Err(error)) => PictureResult::Failed {

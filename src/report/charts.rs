@@ -100,34 +100,31 @@ pub fn curves(records: &[EpochRecord], chosen_epoch: Option<usize>) -> Result<Ca
     let with_schedule = has_schedule(records);
     canvas.draw(|area| {
         let panels = area.split_evenly((1, if with_schedule { 3 } else { 2 }));
-        panel(
-            &panels[0],
-            "Loss (cross-entropy)",
-            "loss",
-            &losses,
-            Scale::FromZero,
-            chosen_epoch,
-            SeriesLabelPosition::UpperRight,
-        )?;
-        panel(
-            &panels[1],
-            "Accuracy",
-            "accuracy (%)",
-            &accuracies,
-            Scale::Percent,
-            chosen_epoch,
-            SeriesLabelPosition::LowerRight,
-        )?;
+        let loss = Panel {
+            title: "Loss (cross-entropy)",
+            y_description: "loss",
+            series: &losses,
+            scale: Scale::FromZero,
+            legend_at: SeriesLabelPosition::UpperRight,
+        };
+        panel(&panels[0], &loss, chosen_epoch)?;
+        let accuracy = Panel {
+            title: "Accuracy",
+            y_description: "accuracy (%)",
+            series: &accuracies,
+            scale: Scale::Percent,
+            legend_at: SeriesLabelPosition::LowerRight,
+        };
+        panel(&panels[1], &accuracy, chosen_epoch)?;
         if with_schedule {
-            panel(
-                &panels[2],
-                "Learning rate",
-                "learning rate",
-                &rates,
-                Scale::FromZero,
-                None,
-                SeriesLabelPosition::UpperRight,
-            )?;
+            let rate = Panel {
+                title: "Learning rate",
+                y_description: "learning rate",
+                series: &rates,
+                scale: Scale::FromZero,
+                legend_at: SeriesLabelPosition::UpperRight,
+            };
+            panel(&panels[2], &rate, None)?;
         }
         Ok(())
     })?;
@@ -171,15 +168,28 @@ fn epoch_label(x: &f64) -> String {
     }
 }
 
+/// One panel of `curves.png`: its lines and how to show them.
+struct Panel<'a> {
+    title: &'a str,
+    y_description: &'a str,
+    series: &'a [Series],
+    scale: Scale,
+    legend_at: SeriesLabelPosition,
+}
+
+/// Draws a panel, with a dashed line at the kept epoch when there is one.
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
-    title: &str,
-    y_description: &str,
-    series: &[Series],
-    scale: Scale,
+    spec: &Panel,
     chosen_epoch: Option<usize>,
-    legend_at: SeriesLabelPosition,
 ) -> Result<()> {
+    let Panel {
+        title,
+        y_description,
+        series,
+        scale,
+        ..
+    } = *spec;
     let x_max = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.0))
@@ -249,7 +259,7 @@ fn panel<DB: DrawingBackend>(
     drawing(
         chart
             .configure_series_labels()
-            .position(legend_at)
+            .position(spec.legend_at.clone())
             .label_font(text(15.0))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))

@@ -65,6 +65,12 @@ pub struct BatchPolicy {
     pub queue_capacity: usize,
 }
 
+/// The running model thread and the handle to queue fields for it.
+pub struct ModelThread {
+    pub handle: BatcherHandle,
+    pub thread: JoinHandle<()>,
+}
+
 /// Starts the model thread. It stops when every handle is dropped and the queue is empty, so
 /// dropping the handles after the server stops drains what is in flight.
 ///
@@ -75,13 +81,16 @@ pub fn start(
     policy: BatchPolicy,
     metrics: Arc<Metrics>,
     in_flight: Arc<AtomicUsize>,
-) -> (BatcherHandle, JoinHandle<()>) {
+) -> ModelThread {
     let (queue, jobs) = mpsc::sync_channel(policy.queue_capacity);
     let thread = std::thread::Builder::new()
         .name("model".to_owned())
         .spawn(move || run(model, jobs, policy, &metrics, &in_flight))
         .expect("cannot start the model thread");
-    (BatcherHandle { queue }, thread)
+    ModelThread {
+        handle: BatcherHandle { queue },
+        thread,
+    }
 }
 
 fn run(
@@ -178,11 +187,9 @@ mod tests {
     use super::*;
     use crate::model::Classifier;
     use crate::nn::Architecture;
+    use crate::serve::metrics::BatchCount;
 
-    fn batcher(
-        max_batch: usize,
-        max_wait_ms: u64,
-    ) -> (BatcherHandle, JoinHandle<()>, Arc<Metrics>) {
+    fn batcher(max_batch: usize, max_wait_ms: u64) -> (ModelThread, Arc<Metrics>) {
         tch::manual_seed(1);
         let model = Ensemble::new(
             vec![Classifier::new(Architecture::Tutorial, tch::Device::Cpu)],
@@ -196,8 +203,7 @@ mod tests {
         };
         // Five requests in flight: the batch waits for the fields still to come.
         let in_flight = Arc::new(AtomicUsize::new(5));
-        let (handle, thread) = start(model, policy, metrics.clone(), in_flight);
-        (handle, thread, metrics)
+        (start(model, policy, metrics.clone(), in_flight), metrics)
     }
 
     fn field(value: f32) -> Vec<f32> {
@@ -208,7 +214,7 @@ mod tests {
     /// batch of one gives), and the thread ends once the handles are gone.
     #[test]
     fn queued_fields_are_answered_in_batches_and_each_gets_its_own_answer() {
-        let (handle, thread, metrics) = batcher(8, 200);
+        let (ModelThread { handle, thread }, metrics) = batcher(8, 200);
         let receivers: Vec<_> = (0..5)
             .map(|i| handle.submit(field(i as f32 / 5.0)).unwrap())
             .collect();
@@ -230,7 +236,7 @@ mod tests {
         for (a, b) in alone.iter().zip(&answers[4]) {
             assert!((a - b).abs() < 1e-5);
         }
-        let (batches, fields) = metrics.batches();
+        let BatchCount { batches, fields } = metrics.batches();
         assert_eq!(fields, 6);
         assert!(batches < 6, "no batching: {batches} batches");
         drop(handle);

@@ -68,6 +68,13 @@ struct State {
     pictures: u64,
 }
 
+/// How many forward passes the model thread ran, and how many fields they held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchCount {
+    pub batches: u64,
+    pub fields: usize,
+}
+
 /// Everything `/metrics` reports. Cheap to update from any thread.
 #[derive(Debug)]
 pub struct Metrics {
@@ -122,9 +129,12 @@ impl Metrics {
         self.with(|s| s.inference_seconds.observe(elapsed.as_secs_f64()));
     }
 
-    /// (forward passes, fields in them).
-    pub fn batches(&self) -> (u64, usize) {
-        self.with(|s| (s.batch_size.count(), s.batch_size.sum as usize))
+    /// The forward passes so far and the fields in them.
+    pub fn batches(&self) -> BatchCount {
+        self.with(|s| BatchCount {
+            batches: s.batch_size.count(),
+            fields: s.batch_size.sum as usize,
+        })
     }
 
     /// The Prometheus text format.
@@ -229,6 +239,12 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
-        assert_eq!(metrics.batches(), (1, 3));
+        assert_eq!(
+            metrics.batches(),
+            BatchCount {
+                batches: 1,
+                fields: 3
+            }
+        );
     }
 }

@@ -101,10 +101,9 @@ pub fn run(model: Ensemble, info: ModelInfo, options: ServeOptions) -> Result<()
         .context("cannot start the async runtime")?;
     let metrics = Arc::new(Metrics::new());
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let (batcher, model_thread) =
-        batcher::start(model, options.batch, metrics.clone(), in_flight.clone());
+    let model_thread = batcher::start(model, options.batch, metrics.clone(), in_flight.clone());
     let state = Arc::new(AppState {
-        batcher,
+        batcher: model_thread.handle,
         metrics,
         limits: options.limits,
         decode_slots: Semaphore::new(
@@ -117,7 +116,7 @@ pub fn run(model: Ensemble, info: ModelInfo, options: ServeOptions) -> Result<()
     // The state (and with it the last batcher handle) is gone: the model thread answers what is
     // queued and stops.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let _ = model_thread.join();
+    let _ = model_thread.thread.join();
     served
 }
 

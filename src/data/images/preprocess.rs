@@ -34,7 +34,10 @@ pub fn preprocess(grey: &Grey) -> Result<Vec<f32>> {
     let (width, height) = grey.dimensions();
     let mut pixels: Vec<f32> = grey.as_raw().clone();
     let border = border_pixels(&pixels, width as usize, height as usize);
-    let (mut paper, noise) = median_and_noise(border);
+    let Paper {
+        level: mut paper,
+        noise,
+    } = paper_of(border);
     if paper > 0.5 {
         // Dark ink on light paper: invert, so ink is bright as in MNIST.
         pixels.iter_mut().for_each(|p| *p = 1.0 - *p);
@@ -51,8 +54,8 @@ pub fn preprocess(grey: &Grey) -> Result<Vec<f32>> {
         .for_each(|p| *p = ((*p - floor) / (peak - floor)).clamp(0.0, 1.0));
     let mut ink = Grey::from_raw(width, height, pixels).expect("same size");
     remove_specks(&mut ink);
-    let (x0, y0, x1, y1) = ink_box(&ink).context("no ink left once the paper is removed")?;
-    let cropped = imageops::crop_imm(&ink, x0, y0, x1 - x0 + 1, y1 - y0 + 1).to_image();
+    let b = ink_box(&ink).context("no ink left once the paper is removed")?;
+    let cropped = imageops::crop_imm(&ink, b.x0, b.y0, b.x1 - b.x0 + 1, b.y1 - b.y0 + 1).to_image();
     let scaled = scale_to_box(&cropped);
     Ok(place_by_centre_of_mass(&scaled))
 }
@@ -71,11 +74,21 @@ fn border_pixels(pixels: &[f32], width: usize, height: usize) -> Vec<f32> {
     border
 }
 
-/// The median, and a robust standard deviation (1.4826 × the median absolute deviation).
-fn median_and_noise(mut values: Vec<f32>) -> (f32, f32) {
-    let centre = median(&mut values);
-    let mut deviations: Vec<f32> = values.iter().map(|v| (v - centre).abs()).collect();
-    (centre, 1.4826 * median(&mut deviations))
+/// The paper's grey level and how much it varies, from pixels of bare paper.
+struct Paper {
+    /// The median level.
+    level: f32,
+    /// A robust standard deviation: 1.4826 × the median absolute deviation.
+    noise: f32,
+}
+
+fn paper_of(mut border: Vec<f32>) -> Paper {
+    let level = median(&mut border);
+    let mut deviations: Vec<f32> = border.iter().map(|v| (v - level).abs()).collect();
+    Paper {
+        level,
+        noise: 1.4826 * median(&mut deviations),
+    }
 }
 
 fn median(values: &mut [f32]) -> f32 {
@@ -128,14 +141,33 @@ fn remove_specks(ink: &mut Grey) {
     }
 }
 
-/// The inclusive bounding box (x0, y0, x1, y1) of the ink.
-fn ink_box(ink: &Grey) -> Option<(u32, u32, u32, u32)> {
-    let mut found: Option<(u32, u32, u32, u32)> = None;
+/// An inclusive pixel rectangle.
+#[derive(Clone, Copy)]
+struct InkBox {
+    x0: u32,
+    y0: u32,
+    x1: u32,
+    y1: u32,
+}
+
+/// The bounding box of the ink.
+fn ink_box(ink: &Grey) -> Option<InkBox> {
+    let mut found: Option<InkBox> = None;
     for (x, y, p) in ink.enumerate_pixels() {
         if p.0[0] > INK_THRESHOLD {
             found = Some(match found {
-                None => (x, y, x, y),
-                Some((x0, y0, x1, y1)) => (x0.min(x), y0.min(y), x1.max(x), y1.max(y)),
+                None => InkBox {
+                    x0: x,
+                    y0: y,
+                    x1: x,
+                    y1: y,
+                },
+                Some(b) => InkBox {
+                    x0: b.x0.min(x),
+                    y0: b.y0.min(y),
+                    x1: b.x1.max(x),
+                    y1: b.y1.max(y),
+                },
             });
         }
     }
