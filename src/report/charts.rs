@@ -159,15 +159,6 @@ fn value_range(series: &[Series], scale: Scale) -> (f64, f64) {
     }
 }
 
-/// Epoch labels only at whole epochs.
-fn epoch_label(x: &f64) -> String {
-    if (x - x.round()).abs() < 1e-9 {
-        format!("{x:.0}")
-    } else {
-        String::new()
-    }
-}
-
 /// One panel of `curves.png`: its lines and how to show them.
 struct Panel<'a> {
     title: &'a str,
@@ -351,6 +342,15 @@ pub fn confusion(matrix: &ConfusionMatrix, title: &str) -> Result<Canvas> {
         Ok(())
     })?;
     Ok(canvas)
+}
+
+/// Epoch labels only at whole epochs.
+fn epoch_label(x: &f64) -> String {
+    if (x - x.round()).abs() < 1e-9 {
+        format!("{x:.0}")
+    } else {
+        String::new()
+    }
 }
 
 #[cfg(test)]
