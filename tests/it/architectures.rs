@@ -9,7 +9,6 @@ const ARCHITECTURES: [&str; 2] = ["tutorial", "vgg-8"];
 
 #[test]
 fn each_architecture_trains_and_its_checkpoints_round_trip_with_it() {
-    let _cpu = cpu_heavy();
     let scratch = tempfile::tempdir().unwrap();
     let data = scratch.path().join("data");
     write_small_mnist(&data, 320, 80);

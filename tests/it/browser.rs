@@ -216,7 +216,6 @@ fn ellipse(cx: f64, cy: f64, rx: f64, ry: f64) -> Stroke {
 
 #[test]
 fn the_page_recognises_digits_drawn_stroke_by_stroke() {
-    let _cpu = cpu_heavy();
     let scratch = tempfile::tempdir().unwrap();
     let run = scratch.path().join("run");
     train_on_real_mnist(&run, &["--batch-size", "64", "--no-report"]);

@@ -13,7 +13,6 @@ const TEST_SUPPORT: [u64; 10] = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974
 
 #[test]
 fn one_epoch_at_batch_128_reaches_97_5_percent_and_eval_agrees() {
-    let _cpu = cpu_heavy();
     let data = real_mnist_dir();
     let runs = tempfile::tempdir().unwrap();
     let out = runs.path().join("run");

@@ -8,10 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn spawn_train(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_mnist-cnn"))
+    tool()
         .arg("train")
         .args(args)
-        .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -67,7 +66,6 @@ fn metrics_without_timing(run: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn ctrl_c_saves_the_last_epoch_and_resume_ends_bit_identical_to_an_uninterrupted_run() {
-    let _cpu = cpu_heavy();
     let data = real_mnist_dir();
     let runs = tempfile::tempdir().unwrap();
     let (whole, cut) = (runs.path().join("whole"), runs.path().join("cut"));

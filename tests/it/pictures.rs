@@ -85,7 +85,6 @@ fn render_folder(dir: &Path, digits: &[(Vec<u8>, u8)]) {
 
 #[test]
 fn finetuning_on_rendered_pictures_beats_the_starting_model_and_skips_a_corrupt_one() {
-    let _cpu = cpu_heavy();
     let scratch = tempfile::tempdir().unwrap();
     // A weak starting model: one epoch on 1,000 MNIST images.
     let start = scratch.path().join("start");
@@ -253,7 +252,6 @@ fn predict_answers_each_picture_and_names_the_ones_it_cannot_read() {
 
 #[test]
 fn predict_agrees_with_eval_on_mnist_digits_and_holds_up_on_photos_of_them() {
-    let _cpu = cpu_heavy();
     let scratch = tempfile::tempdir().unwrap();
     let data = real_mnist_dir();
     let run = scratch.path().join("model");

@@ -7,26 +7,28 @@ use mnist_cnn::data::idx::build;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
-/// Held by the tests that keep every core busy for many seconds (training on the real MNIST,
-/// PyTorch, Chromium): two of them at once on a two-core machine slow each other down several
-/// times over, while lighter tests beside one cost little. A failed test does not block the
-/// others (the lock's poisoning is ignored).
-pub fn cpu_heavy() -> MutexGuard<'static, ()> {
-    static HEAVY: Mutex<()> = Mutex::new(());
-    HEAVY.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The `mnist-cnn` binary, with logs reduced to warnings and no proxy in the way of loopback.
-pub fn mnist_cnn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mnist-cnn"))
-        .args(args)
+/// How the tests start the `mnist-cnn` binary: logs reduced to warnings, no proxy in the way of
+/// loopback, and OpenMP threads that sleep rather than spin while they wait. Tests run side by
+/// side, so two libtorch processes often share the machine's cores, and spinning threads then
+/// take each other's time (on a 2-core Zen 3 the suite took 329 s spinning, 208 s sleeping).
+/// The waiting policy changes no result, only how idle threads wait.
+pub fn tool() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-cnn"));
+    command
         .env("RUST_LOG", "warn")
+        .env("OMP_WAIT_POLICY", "PASSIVE")
         .env_remove("HTTP_PROXY")
         .env_remove("http_proxy")
         .env_remove("ALL_PROXY")
-        .env_remove("all_proxy")
+        .env_remove("all_proxy");
+    command
+}
+
+/// Runs `mnist-cnn ARGS...` (see [`tool`]) to the end.
+pub fn mnist_cnn(args: &[&str]) -> Output {
+    tool()
+        .args(args)
         .output()
         .expect("the mnist-cnn binary runs")
 }

@@ -17,7 +17,7 @@ impl Server {
     /// Starts `mnist-cnn serve --model <model> --addr 127.0.0.1:0 <extra>` and waits for the
     /// address it prints.
     pub fn start(models: &[&Path], extra: &[&str]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-cnn"));
+        let mut command = super::tool();
         command.arg("serve");
         for model in models {
             command.arg("--model").arg(model);
@@ -25,7 +25,6 @@ impl Server {
         let mut child = command
             .args(["--addr", "127.0.0.1:0", "--device", "cpu"])
             .args(extra)
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
