@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Fuzzes the idx validator and picture decoding/preprocessing with cargo-fuzz (libFuzzer), each
-# for SECONDS (default 300), starting from small seed corpora generated here (not committed).
+# Fuzzes the idx validator, picture decoding/preprocessing and the checkpoint readers (.ot and
+# safetensors) with cargo-fuzz (libFuzzer), each for SECONDS (default 300), starting from small
+# seed corpora generated here (not committed).
 #
-#   scripts/fuzz.sh [SECONDS]
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     (targets: idx picture checkpoint; default all)
 #
 # Needs a nightly toolchain (`rustup toolchain install nightly`) and cargo-fuzz
 # (`cargo install cargo-fuzz`). Crashes, if any, are written to fuzz/artifacts/.
@@ -10,13 +11,16 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 ensure_libtorch
 SECONDS_EACH=${1:-300}
+shift || true
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(idx picture checkpoint)
 cd "$REPO_ROOT"
 
 log "fuzz: generating seed corpora in fuzz/corpus"
 python3 - <<'PY'
 import os, struct, zlib
 root = "fuzz/corpus"
-for target in ("idx", "picture"):
+for target in ("idx", "picture", "checkpoint"):
     os.makedirs(os.path.join(root, target), exist_ok=True)
 
 def idx_images(count, rows=28, cols=28):
@@ -49,13 +53,21 @@ pictures = {
 }
 for name, data in pictures.items():
     open(os.path.join(root, "picture", name), "wb").write(data)
+
+# Checkpoints: the ones an earlier release wrote, and a small safetensors file.
+import shutil, torch
+from safetensors.torch import save_file
+for name in ("model.ot", "resume.ot"):
+    shutil.copy(os.path.join("tests/data/release-0.1.0", name), os.path.join(root, "checkpoint", name))
+save_file({"conv1.weight": torch.zeros(4, 1, 3, 3), "fc.bias": torch.zeros(10)},
+          os.path.join(root, "checkpoint", "small.safetensors"), metadata={"architecture": "tutorial"})
 PY
 
 # The fuzz binaries link libtorch (through the library crate) without the main binary's rpath.
 TORCH_LIB=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
-for target in idx picture; do
+for target in "${TARGETS[@]}"; do
   log "fuzz: $target for $SECONDS_EACH s"
   (cd fuzz && cargo +nightly fuzz run "$target" --fuzz-dir . -s none "corpus/$target" -- \
     -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -max_len=1048576)

@@ -3,6 +3,7 @@
 //! architecture: told by its tensors, and checked against what the file declares (the
 //! safetensors metadata, or the `config.json` of the run folder an `.ot` lies in).
 
+use super::ot;
 use super::run_folder::config_beside;
 use super::safetensors::{self, is_safetensors};
 use crate::eval::Ensemble;
@@ -74,7 +75,37 @@ pub fn save_tensors(tensors: &[NamedTensor], path: &Path) -> Result<()> {
     fsutil::save_atomically(path, |temp| Ok(Tensor::save_multi(&named, temp)?))
 }
 
-/// The named tensors of a checkpoint, by format: `.safetensors`, else libtorch's `.ot`.
+/// The largest checkpoint file read (a vgg-256 training state is about 400 MB).
+pub const MAX_CHECKPOINT_BYTES: u64 = 4 << 30;
+
+/// The two checkpoint formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// libtorch's archive, as tch writes it (`model.ot`, `resume.ot`).
+    Ot,
+    Safetensors,
+}
+
+impl Format {
+    /// By the file's extension: `.safetensors`, else `.ot`.
+    pub fn of(path: &Path) -> Self {
+        if is_safetensors(path) {
+            Self::Safetensors
+        } else {
+            Self::Ot
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Ot => "libtorch (.ot)",
+            Self::Safetensors => "safetensors",
+        }
+    }
+}
+
+/// The named tensors of a checkpoint file (see [`tensors_from_bytes`]); only a regular file of
+/// a sane size is read.
 pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("cannot open checkpoint {}", path.display()))?;
@@ -84,30 +115,45 @@ pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
         path.display()
     );
     ensure!(meta.len() > 0, "checkpoint {} is empty", path.display());
-    let safetensors = is_safetensors(path);
-    let tensors = if safetensors {
-        Tensor::read_safetensors(path)
-    } else {
-        Tensor::load_multi(path)
-    }
-    .map_err(|e| anyhow!("{}", first_line(&e.to_string())))
-    .with_context(|| {
+    ensure!(
+        meta.len() <= MAX_CHECKPOINT_BYTES,
+        "checkpoint {} holds {} bytes; at most {MAX_CHECKPOINT_BYTES} are read",
+        path.display(),
+        meta.len()
+    );
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let format = Format::of(path);
+    tensors_from_bytes(&bytes, format).with_context(|| {
         format!(
             "checkpoint {} is not a readable {} file",
             path.display(),
-            if safetensors {
-                "safetensors"
-            } else {
-                "libtorch (.ot)"
-            }
+            format.describe()
         )
-    })?;
-    Ok(tensors.into_iter().collect())
+    })
 }
 
-/// libtorch errors carry a C++ backtrace after the first line; users need the first line.
-fn first_line(message: &str) -> &str {
-    message.lines().next().unwrap_or(message)
+/// The named tensors of a checkpoint in memory: safetensors through its own validating parser,
+/// `.ot` through [`super::ot`] (never libtorch's loader, which would run code the file
+/// carries). Floating-point tensors must be finite.
+pub fn tensors_from_bytes(bytes: &[u8], format: Format) -> Result<BTreeMap<String, Tensor>> {
+    let tensors = match format {
+        Format::Safetensors => safetensors::read(bytes)?,
+        Format::Ot => ot::read(std::io::Cursor::new(bytes), ot::ArchiveLimits::default())?,
+    };
+    check_finite(&tensors)?;
+    Ok(tensors)
+}
+
+/// Refuses NaN and infinite values, naming the tensor.
+fn check_finite(tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+    for (name, tensor) in tensors {
+        if tensor.is_floating_point() && tensor.numel() > 0 {
+            let finite = tensor.isfinite().all().int64_value(&[]) == 1;
+            ensure!(finite, "tensor {name} holds NaN or infinite values");
+        }
+    }
+    Ok(())
 }
 
 /// The architecture of a checkpoint: told by its tensors, and checked against what the

@@ -3,6 +3,7 @@
 //!
 //! - [`checkpoint`]: `.ot` and `.safetensors` weights, and the models and ensembles loaded from
 //!   them (with their declared architecture checked);
+//! - [`ot`]: libtorch's `.ot` archives, read without running anything they carry;
 //! - [`safetensors`]: the safetensors writer with metadata;
 //! - [`export`]: safetensors, npz and TorchScript for use outside this tool;
 //! - [`run_folder`] and [`run_config`]: the run folder (`config.json`, `metrics.jsonl`,
@@ -12,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod export;
+pub mod ot;
 pub mod run_config;
 pub mod run_folder;
 pub mod safetensors;

@@ -6,9 +6,9 @@ use crate::nn::Architecture;
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
 /// The metadata key of a safetensors checkpoint that names its architecture.
 pub const ARCHITECTURE_KEY: &str = "architecture";
@@ -68,6 +68,18 @@ pub fn write(tensors: &[NamedTensor], architecture: Architecture, path: &Path) -
     ]);
     safetensors::tensor::serialize_to_file(views, &Some(metadata), path)
         .map_err(|e| anyhow!("cannot write {}: {e:?}", path.display()))
+}
+
+/// The tensors of a safetensors file in memory (the parser checks every offset and size).
+pub fn read(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>> {
+    let file = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{e:?}"))?;
+    file.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let tensor = Tensor::try_from(view).with_context(|| format!("tensor {name}"))?;
+            Ok((name, tensor))
+        })
+        .collect()
 }
 
 /// The architecture named in a safetensors file's metadata, if any.

@@ -5,29 +5,10 @@ use crate::common::*;
 use mnist_cnn::io::checkpoint;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 use tch::{Device, Kind};
 
 fn python(args: &[&str]) -> Value {
-    let python = std::env::var("MNIST_CNN_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pytorch_interop.py");
-    let output = Command::new(&python)
-        .arg(&script)
-        .args(args)
-        .env("PYTHONWARNINGS", "ignore")
-        // As for the tool's processes (see common::tool): PyTorch's OpenMP threads sleep, not
-        // spin, while tests beside them run.
-        .env("OMP_WAIT_POLICY", "PASSIVE")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {python}: {e} (run the tests through scripts/test.sh)")
-        });
-    assert!(
-        output.status.success(),
-        "{python} {} failed (is the venv with torch and safetensors first on PATH?):\n{}",
-        script.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = venv_script("pytorch_interop.py", args);
     let text = String::from_utf8_lossy(&output.stdout);
     serde_json::from_str(text.lines().last().unwrap_or("")).unwrap()
 }

@@ -10,6 +10,7 @@ mod cli;
 mod download;
 mod end_to_end;
 mod faults;
+mod hostile;
 mod interop;
 mod pictures;
 mod report;

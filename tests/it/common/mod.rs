@@ -25,6 +25,56 @@ pub fn tool() -> Command {
     command
 }
 
+/// Runs `mnist-cnn ARGS...` (see [`tool`]) for at most `limit`; killed after that (a command
+/// that should have failed would otherwise serve forever). The output, and whether it finished.
+pub fn mnist_cnn_within(args: &[&str], limit: std::time::Duration) -> (Output, bool) {
+    let mut child = tool()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the mnist-cnn binary runs");
+    let started = std::time::Instant::now();
+    let finished = loop {
+        if child.try_wait().unwrap().is_some() {
+            break true;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    (child.wait_with_output().unwrap(), finished)
+}
+
+/// Runs a script of scripts/ with the virtualenv's python3 (first on PATH under scripts/test.sh;
+/// MNIST_CNN_PYTHON overrides), which must succeed.
+pub fn venv_script(script: &str, args: &[&str]) -> Output {
+    let python = std::env::var("MNIST_CNN_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(script);
+    let output = Command::new(&python)
+        .arg(&path)
+        .args(args)
+        .env("PYTHONWARNINGS", "ignore")
+        // As for the tool's processes (see `tool`): PyTorch's OpenMP threads sleep, not spin,
+        // while tests beside them run.
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {python}: {e} (run the tests through scripts/test.sh)")
+        });
+    assert!(
+        output.status.success(),
+        "{python} {} failed (is the venv with torch and safetensors first on PATH?):\n{}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 /// Runs `mnist-cnn ARGS...` (see [`tool`]) to the end.
 pub fn mnist_cnn(args: &[&str]) -> Output {
     tool()

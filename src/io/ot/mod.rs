@@ -1,0 +1,210 @@
+//! Reading libtorch's `.ot` files (what tch's `Tensor::save_multi` writes: `model.ot`,
+//! `resume.ot`) without libtorch's TorchScript loader, which would run code a crafted file
+//! carries.
+//!
+//! The file is a zip archive under one root folder: `data.pkl` (the pickle that names the
+//! tensors and describes them, read by the restricted unpickler in [`pickle`]), `data/N` (the
+//! raw storages), and `code/`, `constants.pkl`, `version`, which are never read. Only entries
+//! stored uncompressed are accepted (libtorch writes the pickle and the storages so), and every
+//! size is bounded before anything is allocated; every tensor's shape, strides and offset are
+//! checked against its storage before a tensor is made ([`tensors`]).
+
+pub mod pickle;
+pub mod tensors;
+
+use anyhow::{bail, ensure, Context, Result};
+use std::collections::BTreeMap;
+use std::io::{Read, Seek};
+use tch::Tensor;
+use zip::{CompressionMethod, ZipArchive};
+
+/// What a checkpoint may hold at most.
+#[derive(Debug, Clone, Copy)]
+pub struct ArchiveLimits {
+    pub entries: usize,
+    pub pickle_bytes: u64,
+    /// Of all storages together.
+    pub storage_bytes: u64,
+}
+
+impl Default for ArchiveLimits {
+    fn default() -> Self {
+        Self {
+            entries: 65_536,
+            pickle_bytes: 64 << 20,
+            storage_bytes: 4 << 30,
+        }
+    }
+}
+
+/// The named tensors of an `.ot` archive read from `source`; names as tch gives them
+/// (`conv1.weight`: the file stores `conv1|weight`).
+pub fn read<R: Read + Seek>(source: R, limits: ArchiveLimits) -> Result<BTreeMap<String, Tensor>> {
+    let mut archive = ZipArchive::new(source).context("not a zip archive")?;
+    ensure!(
+        archive.len() <= limits.entries,
+        "the archive has {} entries; at most {} are accepted",
+        archive.len(),
+        limits.entries
+    );
+    let root = root_folder(&archive)?;
+    check_byte_order(&mut archive, &root)?;
+    let pickle = read_entry(
+        &mut archive,
+        &format!("{root}/data.pkl"),
+        limits.pickle_bytes,
+    )?;
+    let specs = pickle::read(&pickle).context("data.pkl")?;
+    let mut budget = limits.storage_bytes;
+    let mut storages: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut tensors = BTreeMap::new();
+    for (stored_name, spec) in specs {
+        let name = stored_name.replace('|', ".");
+        if !storages.contains_key(&spec.storage.key) {
+            let entry = format!("{root}/data/{}", spec.storage.key);
+            let bytes = read_entry(&mut archive, &entry, budget)
+                .with_context(|| format!("the storage of tensor {name}"))?;
+            budget -= bytes.len() as u64;
+            storages.insert(spec.storage.key.clone(), bytes);
+        }
+        let tensor = tensors::build(&spec, &storages[&spec.storage.key])
+            .with_context(|| format!("tensor {name}"))?;
+        ensure!(
+            tensors.insert(name.clone(), tensor).is_none(),
+            "tensor {name} appears twice"
+        );
+    }
+    Ok(tensors)
+}
+
+/// The one folder everything lies under (its name varies: libtorch takes the file's name).
+fn root_folder<R: Read + Seek>(archive: &ZipArchive<R>) -> Result<String> {
+    let pickles: Vec<&str> = archive
+        .file_names()
+        .filter(|name| name.ends_with("/data.pkl"))
+        .collect();
+    let [pickle] = pickles.as_slice() else {
+        bail!(
+            "the archive holds {} data.pkl files; a checkpoint holds one",
+            pickles.len()
+        );
+    };
+    let root = pickle.trim_end_matches("/data.pkl");
+    ensure!(
+        !root.is_empty() && !root.contains('/') && root != "..",
+        "data.pkl lies in an unexpected folder {root:?}"
+    );
+    Ok(root.to_owned())
+}
+
+/// libtorch records the byte order of the storages; this reader takes little-endian only.
+fn check_byte_order<R: Read + Seek>(archive: &mut ZipArchive<R>, root: &str) -> Result<()> {
+    let name = format!("{root}/byteorder");
+    if archive.file_names().all(|n| n != name) {
+        return Ok(()); // older files say nothing and are little-endian
+    }
+    let order = read_entry(archive, &name, 16)?;
+    ensure!(
+        order == b"little",
+        "the storages are {:?}-endian; only little-endian is read",
+        String::from_utf8_lossy(&order)
+    );
+    Ok(())
+}
+
+/// An entry's bytes: stored (not compressed), no larger than `limit`, and exactly as long as
+/// the archive says.
+fn read_entry<R: Read + Seek>(
+    archive: &mut ZipArchive<R>,
+    name: &str,
+    limit: u64,
+) -> Result<Vec<u8>> {
+    let entry = archive
+        .by_name(name)
+        .with_context(|| format!("the archive has no {name}"))?;
+    ensure!(
+        entry.compression() == CompressionMethod::Stored,
+        "{name} is compressed ({:?}); a checkpoint stores it as is",
+        entry.compression()
+    );
+    let size = entry.size();
+    ensure!(
+        size <= limit,
+        "{name} holds {size} bytes, more than the {limit} accepted"
+    );
+    ensure!(
+        entry.compressed_size() == size,
+        "{name} is listed as {size} bytes stored in {}",
+        entry.compressed_size()
+    );
+    // Grown as the bytes arrive, not allocated from the size the archive claims.
+    let mut bytes = Vec::new();
+    entry
+        .take(size)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {name}"))?;
+    ensure!(
+        bytes.len() as u64 == size,
+        "{name} holds {} bytes, not the {size} the archive lists",
+        bytes.len()
+    );
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    /// What tch writes, read back here: every kind, a scalar, a channels-last view, an empty
+    /// tensor, dotted names.
+    #[test]
+    fn what_tch_writes_reads_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.ot");
+        // NCHW sizes over an NHWC storage, as the kernels are kept.
+        let channels_last =
+            Tensor::rand([4, 2, 2, 3], (Kind::Float, Device::Cpu)).permute([0, 3, 1, 2]);
+        assert_eq!(channels_last.stride(), [12, 1, 6, 3]);
+        let tensors = [
+            ("model.conv1.weight", channels_last),
+            ("adam.step", Tensor::from(17i64)),
+            ("best.accuracy", Tensor::from(0.25f64)),
+            ("empty", Tensor::zeros([0, 3], (Kind::Float, Device::Cpu))),
+            ("fc.bias", Tensor::rand([10], (Kind::Float, Device::Cpu))),
+        ];
+        let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+        Tensor::save_multi(&named, &path).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let read = read(file, ArchiveLimits::default()).unwrap();
+        assert_eq!(read.len(), tensors.len());
+        for (name, tensor) in &tensors {
+            let got = &read[*name];
+            assert_eq!(got.kind(), tensor.kind(), "{name}");
+            assert!(got.equal(tensor), "{name}");
+        }
+    }
+
+    #[test]
+    fn limits_are_enforced_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.ot");
+        let big = Tensor::zeros([1000], (Kind::Float, Device::Cpu));
+        Tensor::save_multi(&[("big", &big)], &path).unwrap();
+        let tight = ArchiveLimits {
+            storage_bytes: 3999,
+            ..ArchiveLimits::default()
+        };
+        let err = read(std::fs::File::open(&path).unwrap(), tight).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("more than the 3999 accepted"),
+            "{err:#}"
+        );
+        let few = ArchiveLimits {
+            entries: 2,
+            ..ArchiveLimits::default()
+        };
+        let err = read(std::fs::File::open(&path).unwrap(), few).unwrap_err();
+        assert!(format!("{err:#}").contains("entries"), "{err:#}");
+    }
+}

@@ -1,0 +1,507 @@
+//! A restricted unpickler for the `data.pkl` of a libtorch archive: it understands exactly what
+//! tch's `Tensor::save_multi` writes (a `__torch__.Module` whose attributes are tensors rebuilt
+//! from Float, Double or Long storages) and refuses anything else, so that no file can make it
+//! call a function or build an object of its own choosing. Nothing is ever executed: the known
+//! globals are recognised by name and turned into plain data.
+//!
+//! Values are shared (`Rc`) rather than copied when the pickle's memo hands them out again, so a
+//! pickle cannot grow its memory faster than its own length.
+
+use anyhow::{bail, ensure, Context, Result};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// The most entries the pickle's memo may hold.
+const MAX_MEMO: usize = 1 << 20;
+/// The deepest the value stack may grow.
+const MAX_STACK: usize = 1 << 20;
+/// The most dimensions a tensor may have.
+pub const MAX_RANK: usize = 8;
+
+/// The element types of the storages a tch archive holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    Float,
+    Double,
+    Long,
+}
+
+impl StorageKind {
+    pub fn element_size(self) -> u64 {
+        match self {
+            Self::Float => 4,
+            Self::Double | Self::Long => 8,
+        }
+    }
+}
+
+/// A storage as the pickle refers to it: the archive entry `data/<key>` of `numel` elements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageRef {
+    pub key: String,
+    pub kind: StorageKind,
+    pub numel: u64,
+}
+
+/// A tensor as the pickle describes it: a strided view into a storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub storage: StorageRef,
+    pub offset: u64,
+    pub size: Vec<i64>,
+    pub stride: Vec<i64>,
+}
+
+/// The globals this reader knows, by their `module name` pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Global {
+    Module,
+    OrderedDict,
+    RebuildTensor,
+    Storage(StorageKind),
+}
+
+impl Global {
+    fn known(module: &str, name: &str) -> Option<Self> {
+        Some(match (module, name) {
+            ("__torch__", "Module") => Self::Module,
+            ("collections", "OrderedDict") => Self::OrderedDict,
+            ("torch._utils", "_rebuild_tensor_v2") => Self::RebuildTensor,
+            ("torch", "FloatStorage") => Self::Storage(StorageKind::Float),
+            ("torch", "DoubleStorage") => Self::Storage(StorageKind::Double),
+            ("torch", "LongStorage") => Self::Storage(StorageKind::Long),
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug)]
+enum Value {
+    None,
+    /// True or false: only a tensor's `requires_grad`, which loading ignores.
+    Bool,
+    Int(i64),
+    Str(String),
+    Tuple(Vec<Rc<Value>>),
+    Dict(Vec<(Rc<Value>, Rc<Value>)>),
+    Global(Global),
+    /// The result of `OrderedDict()` (tensors' backward hooks: always empty here).
+    EmptyOrderedDict,
+    /// A `__torch__.Module` and the attributes BUILD gave it.
+    Module(Option<Rc<Value>>),
+    Storage(StorageRef),
+    Tensor(TensorSpec),
+}
+
+/// What is on the stack: a value, or the MARK that TUPLE and SETITEMS look back to.
+enum Slot {
+    Mark,
+    Value(Rc<Value>),
+}
+
+/// Reads a tch `data.pkl`: the tensors it describes, by their stored names (`conv1|weight`).
+pub fn read(pickle: &[u8]) -> Result<Vec<(String, TensorSpec)>> {
+    let mut machine = Machine {
+        input: pickle,
+        at: 0,
+        stack: Vec::new(),
+        memo: HashMap::new(),
+    };
+    let result = machine.run()?;
+    module_tensors(&result)
+}
+
+struct Machine<'a> {
+    input: &'a [u8],
+    at: usize,
+    stack: Vec<Slot>,
+    memo: HashMap<u32, Rc<Value>>,
+}
+
+impl Machine<'_> {
+    fn run(&mut self) -> Result<Rc<Value>> {
+        loop {
+            let position = self.at;
+            let opcode = self.byte()?;
+            if opcode == b'.' {
+                ensure!(
+                    self.at == self.input.len(),
+                    "data after the end of the pickle"
+                );
+                return self.pop();
+            }
+            self.step(opcode)
+                .with_context(|| format!("at byte {position} (opcode 0x{opcode:02x})"))?;
+            ensure!(
+                self.stack.len() <= MAX_STACK,
+                "the pickle's stack grows too deep"
+            );
+        }
+    }
+
+    fn step(&mut self, opcode: u8) -> Result<()> {
+        match opcode {
+            0x80 => {
+                let protocol = self.byte()?;
+                ensure!(protocol <= 5, "pickle protocol {protocol} is unknown");
+            }
+            b'c' => {
+                let module = self.line()?;
+                let name = self.line()?;
+                let global = Global::known(&module, &name).with_context(|| {
+                    format!("the global {module}.{name} is not one a tch checkpoint holds")
+                })?;
+                self.push(Value::Global(global));
+            }
+            b'q' => {
+                let index = u32::from(self.byte()?);
+                self.memo_put(index)?;
+            }
+            b'r' => {
+                let index = self.u32()?;
+                self.memo_put(index)?;
+            }
+            b'h' => {
+                let index = u32::from(self.byte()?);
+                self.memo_get(index)?;
+            }
+            b'j' => {
+                let index = self.u32()?;
+                self.memo_get(index)?;
+            }
+            b'(' => self.stack.push(Slot::Mark),
+            b')' => self.push(Value::Tuple(Vec::new())),
+            b't' => {
+                let items = self.pop_to_mark()?;
+                self.push(Value::Tuple(items));
+            }
+            0x85..=0x87 => {
+                let count = usize::from(opcode - 0x84);
+                let mut items = (0..count).map(|_| self.pop()).collect::<Result<Vec<_>>>()?;
+                items.reverse();
+                self.push(Value::Tuple(items));
+            }
+            b'}' => self.push(Value::Dict(Vec::new())),
+            b's' => {
+                let value = self.pop()?;
+                let key = self.pop()?;
+                self.extend_dict(vec![key, value])?;
+            }
+            b'u' => {
+                let items = self.pop_to_mark()?;
+                self.extend_dict(items)?;
+            }
+            b'X' => {
+                let length = self.u32()? as usize;
+                let text = self.text(length)?;
+                self.push(Value::Str(text));
+            }
+            0x8c => {
+                let length = usize::from(self.byte()?);
+                let text = self.text(length)?;
+                self.push(Value::Str(text));
+            }
+            b'K' => {
+                let value = i64::from(self.byte()?);
+                self.push(Value::Int(value));
+            }
+            b'M' => {
+                let bytes = self.bytes(2)?;
+                let value = u16::from_le_bytes([bytes[0], bytes[1]]);
+                self.push(Value::Int(i64::from(value)));
+            }
+            b'J' => {
+                let value = self.u32()? as i32;
+                self.push(Value::Int(i64::from(value)));
+            }
+            0x8a => {
+                let value = self.long1()?;
+                self.push(Value::Int(value));
+            }
+            b'N' => self.push(Value::None),
+            0x88 | 0x89 => self.push(Value::Bool),
+            b'R' => {
+                let arguments = self.pop()?;
+                let callable = self.pop()?;
+                let value = reduce(&callable, &arguments)?;
+                self.push(value);
+            }
+            0x81 => {
+                let arguments = self.pop()?;
+                let class = self.pop()?;
+                ensure!(
+                    matches!(*class, Value::Global(Global::Module))
+                        && matches!(&*arguments, Value::Tuple(items) if items.is_empty()),
+                    "only __torch__.Module() may be created"
+                );
+                self.push(Value::Module(None));
+            }
+            b'Q' => {
+                let id = self.pop()?;
+                let storage = persistent_storage(&id)?;
+                self.push(Value::Storage(storage));
+            }
+            b'b' => {
+                let state = self.pop()?;
+                let object = self.pop()?;
+                ensure!(
+                    matches!(*object, Value::Module(None)),
+                    "BUILD applies only to a new __torch__.Module"
+                );
+                ensure!(
+                    matches!(*state, Value::Dict(_)),
+                    "a module's state must be a dict"
+                );
+                self.push(Value::Module(Some(state)));
+            }
+            other => bail!("opcode 0x{other:02x} is not one a tch checkpoint holds"),
+        }
+        Ok(())
+    }
+
+    fn byte(&mut self) -> Result<u8> {
+        Ok(self.bytes(1)?[0])
+    }
+
+    fn bytes(&mut self, count: usize) -> Result<&[u8]> {
+        let end = self
+            .at
+            .checked_add(count)
+            .filter(|&end| end <= self.input.len())
+            .context("the pickle ends too early")?;
+        let bytes = &self.input[self.at..end];
+        self.at = end;
+        Ok(bytes)
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        let bytes = self.bytes(4)?;
+        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    /// LONG1: a little-endian two's-complement integer of up to 8 bytes.
+    fn long1(&mut self) -> Result<i64> {
+        let length = usize::from(self.byte()?);
+        ensure!(length <= 8, "an integer of {length} bytes is too large");
+        let bytes = self.bytes(length)?;
+        let negative = bytes.last().is_some_and(|b| b & 0x80 != 0);
+        let mut full = [if negative { 0xff } else { 0 }; 8];
+        full[..length].copy_from_slice(bytes);
+        Ok(i64::from_le_bytes(full))
+    }
+
+    fn text(&mut self, length: usize) -> Result<String> {
+        let bytes = self.bytes(length)?;
+        Ok(std::str::from_utf8(bytes)
+            .context("a string is not UTF-8")?
+            .to_owned())
+    }
+
+    /// A GLOBAL's argument: text up to a newline.
+    fn line(&mut self) -> Result<String> {
+        let rest = &self.input[self.at..];
+        let end = rest
+            .iter()
+            .take(256)
+            .position(|&b| b == b'\n')
+            .context("a global's name does not end")?;
+        let text = std::str::from_utf8(&rest[..end])
+            .context("a global's name is not UTF-8")?
+            .to_owned();
+        self.at += end + 1;
+        Ok(text)
+    }
+
+    fn push(&mut self, value: Value) {
+        self.stack.push(Slot::Value(Rc::new(value)));
+    }
+
+    fn pop(&mut self) -> Result<Rc<Value>> {
+        match self.stack.pop() {
+            Some(Slot::Value(value)) => Ok(value),
+            Some(Slot::Mark) => bail!("a value was expected, not a mark"),
+            None => bail!("the pickle's stack is empty"),
+        }
+    }
+
+    fn top(&self) -> Result<Rc<Value>> {
+        match self.stack.last() {
+            Some(Slot::Value(value)) => Ok(value.clone()),
+            _ => bail!("no value on the stack to remember"),
+        }
+    }
+
+    fn pop_to_mark(&mut self) -> Result<Vec<Rc<Value>>> {
+        let mut items = Vec::new();
+        loop {
+            match self.stack.pop() {
+                Some(Slot::Value(value)) => items.push(value),
+                Some(Slot::Mark) => break,
+                None => bail!("no mark on the stack"),
+            }
+        }
+        items.reverse();
+        Ok(items)
+    }
+
+    fn memo_put(&mut self, index: u32) -> Result<()> {
+        let value = self.top()?;
+        ensure!(
+            self.memo.len() < MAX_MEMO || self.memo.contains_key(&index),
+            "the pickle's memo grows too large"
+        );
+        self.memo.insert(index, value);
+        Ok(())
+    }
+
+    fn memo_get(&mut self, index: u32) -> Result<()> {
+        let value = self
+            .memo
+            .get(&index)
+            .with_context(|| format!("memo entry {index} was never stored"))?
+            .clone();
+        self.stack.push(Slot::Value(value));
+        Ok(())
+    }
+
+    /// SETITEM(S): key-value pairs into the dict below them.
+    fn extend_dict(&mut self, items: Vec<Rc<Value>>) -> Result<()> {
+        ensure!(
+            items.len().is_multiple_of(2),
+            "a dict's keys and values do not pair up"
+        );
+        let dict = self.pop()?;
+        let Value::Dict(existing) = &*dict else {
+            bail!("SETITEMS applies only to a dict");
+        };
+        let mut entries = existing.clone();
+        for pair in items.chunks(2) {
+            entries.push((pair[0].clone(), pair[1].clone()));
+        }
+        self.push(Value::Dict(entries));
+        Ok(())
+    }
+}
+
+/// REDUCE: `OrderedDict()` and `_rebuild_tensor_v2(...)` are the only calls a tch file makes,
+/// and neither is run: both become data.
+fn reduce(callable: &Value, arguments: &Value) -> Result<Value> {
+    let Value::Tuple(arguments) = arguments else {
+        bail!("a call's arguments must be a tuple");
+    };
+    match callable {
+        Value::Global(Global::OrderedDict) => {
+            ensure!(
+                arguments.is_empty(),
+                "OrderedDict() takes no arguments here"
+            );
+            Ok(Value::EmptyOrderedDict)
+        }
+        Value::Global(Global::RebuildTensor) => Ok(Value::Tensor(tensor_spec(arguments)?)),
+        _ => bail!("only OrderedDict() and torch._utils._rebuild_tensor_v2 may be called"),
+    }
+}
+
+/// `_rebuild_tensor_v2(storage, offset, size, stride, requires_grad, backward_hooks)`.
+fn tensor_spec(arguments: &[Rc<Value>]) -> Result<TensorSpec> {
+    ensure!(
+        arguments.len() == 6,
+        "a tensor is rebuilt from 6 arguments, not {}",
+        arguments.len()
+    );
+    let Value::Storage(storage) = &*arguments[0] else {
+        bail!("a tensor's first argument must be its storage");
+    };
+    let offset = u64::try_from(int(&arguments[1])?).context("a tensor's offset is negative")?;
+    let size = ints(&arguments[2], "size")?;
+    let stride = ints(&arguments[3], "stride")?;
+    ensure!(
+        size.len() == stride.len(),
+        "a tensor's size and stride differ in length"
+    );
+    ensure!(
+        matches!(*arguments[4], Value::Bool),
+        "requires_grad must be a bool"
+    );
+    ensure!(
+        matches!(*arguments[5], Value::EmptyOrderedDict),
+        "a tensor's backward hooks must be an empty OrderedDict"
+    );
+    Ok(TensorSpec {
+        storage: storage.clone(),
+        offset,
+        size,
+        stride,
+    })
+}
+
+fn int(value: &Value) -> Result<i64> {
+    match value {
+        Value::Int(n) => Ok(*n),
+        _ => bail!("an integer was expected"),
+    }
+}
+
+/// A tuple of at most [`MAX_RANK`] integers.
+fn ints(value: &Value, what: &str) -> Result<Vec<i64>> {
+    let Value::Tuple(items) = value else {
+        bail!("a tensor's {what} must be a tuple");
+    };
+    ensure!(
+        items.len() <= MAX_RANK,
+        "a tensor's {what} has {} dimensions; at most {MAX_RANK} are accepted",
+        items.len()
+    );
+    items.iter().map(|item| int(item)).collect()
+}
+
+/// BINPERSID: `("storage", <Float|Double|Long>Storage, key, location, numel)`.
+fn persistent_storage(id: &Value) -> Result<StorageRef> {
+    let Value::Tuple(parts) = id else {
+        bail!("a persistent id must be a tuple");
+    };
+    ensure!(parts.len() == 5, "a storage reference has 5 parts");
+    ensure!(
+        matches!(&*parts[0], Value::Str(tag) if tag == "storage"),
+        "only storages may be persistent ids"
+    );
+    let Value::Global(Global::Storage(kind)) = &*parts[1] else {
+        bail!("a storage must be a Float, Double or Long storage");
+    };
+    let Value::Str(key) = &*parts[2] else {
+        bail!("a storage's key must be a string");
+    };
+    ensure!(
+        !key.is_empty() && key.len() <= 20 && key.bytes().all(|b| b.is_ascii_digit()),
+        "a storage's key must be a number"
+    );
+    ensure!(
+        matches!(&*parts[3], Value::Str(location) if location == "cpu"),
+        "a storage must be on the cpu"
+    );
+    let numel = u64::try_from(int(&parts[4])?).context("a storage's size is negative")?;
+    Ok(StorageRef {
+        key: key.clone(),
+        kind: *kind,
+        numel,
+    })
+}
+
+/// The named tensors of the `__torch__.Module` the pickle ends with.
+fn module_tensors(result: &Value) -> Result<Vec<(String, TensorSpec)>> {
+    let Value::Module(Some(state)) = result else {
+        bail!("the pickle does not hold a __torch__.Module with attributes");
+    };
+    let Value::Dict(entries) = &**state else {
+        bail!("a module's state must be a dict");
+    };
+    entries
+        .iter()
+        .map(|(key, value)| {
+            let (Value::Str(name), Value::Tensor(spec)) = (&**key, &**value) else {
+                bail!("a module attribute is not a named tensor");
+            };
+            Ok((name.clone(), spec.clone()))
+        })
+        .collect()
+}
