@@ -11,7 +11,7 @@ import sys
 
 # Lowest first; keep in step with the table in docs/architecture.md.
 LAYERS = [
-    ("foundations", {"shape", "choice", "rng", "device", "runtime", "interrupt", "progress", "fsutil"}),
+    ("foundations", {"shape", "choice", "rule", "rng", "device", "runtime", "interrupt", "progress", "fsutil"}),
     ("core", {"nn", "model", "optim", "schedule", "augment", "data"}),
     ("training and evaluation", {"train", "eval"}),
     ("files", {"io"}),

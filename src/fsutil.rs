@@ -1,12 +1,121 @@
-//! Atomic file writes: every file the tool produces is written to a temporary file in the same
-//! folder, flushed to disk, and renamed into place, so a crash or a kill leaves either the old
-//! complete file or the new complete file, never a half-written one.
+//! Files in and out.
+//!
+//! - Reads: every file the tool reads may be hostile, so [`open_regular`] opens without blocking
+//!   and refuses anything that is not a regular file (a FIFO named config.json would block a
+//!   plain `open` forever; a device file never ends), and [`read_limited`] refuses files larger
+//!   than their kind can be before reading them.
+//! - Writes: every file the tool produces is written to a temporary file in the same folder,
+//!   flushed to disk, and renamed into place, so a crash or a kill leaves either the old
+//!   complete file or the new complete file, never a half-written one. [`refuse_overwriting`]
+//!   keeps an output from replacing one of the command's inputs.
 
-use anyhow::{Context, Result};
-use std::fs;
-use std::io::{BufWriter, Write};
+use anyhow::{bail, ensure, Context, Result};
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use tempfile::NamedTempFile;
+
+/// What a path is, in words, for a message about a file that should have been a regular one.
+fn kind_of(file_type: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_dir() {
+        "a folder"
+    } else if file_type.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if file_type.is_char_device() || file_type.is_block_device() {
+        "a device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens `path` to read, refusing anything but a regular file (symbolic links are followed).
+///
+/// The file is opened with `O_NONBLOCK`, so that a FIFO cannot hold the open, and its type is
+/// checked on the open descriptor, so that nothing can be swapped in between check and read.
+pub fn open_regular(path: &Path) -> Result<File> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let file_type = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .file_type();
+    ensure!(
+        file_type.is_file(),
+        "{} is {}, not a regular file",
+        path.display(),
+        kind_of(file_type)
+    );
+    Ok(file)
+}
+
+/// Whether `path` is a regular file (following links), without opening it.
+pub fn is_regular_file(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// The bytes of the regular file `path` (see [`open_regular`]), refused when it holds more than
+/// `max_bytes`: `what` says what kind of file it is ("checkpoint") in that message.
+pub fn read_limited(path: &Path, max_bytes: u64, what: &str) -> Result<Vec<u8>> {
+    let file = open_regular(path)?;
+    let size = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    ensure!(
+        size <= max_bytes,
+        "{} holds {size} bytes; a {what} is at most {max_bytes}",
+        path.display()
+    );
+    let mut bytes = Vec::with_capacity(size as usize);
+    // A file that grows while it is read stops at the limit too.
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    ensure!(
+        bytes.len() as u64 <= max_bytes,
+        "{} grew beyond {max_bytes} bytes while it was read",
+        path.display()
+    );
+    Ok(bytes)
+}
+
+/// [`read_limited`] for a text file, which must be UTF-8.
+pub fn read_text_limited(path: &Path, max_bytes: u64, what: &str) -> Result<String> {
+    let bytes = read_limited(path, max_bytes, what)?;
+    String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))
+}
+
+/// Refuses to write `output` (given by `output_flag`) when it is the same file as one of
+/// `inputs`: writing an export over the checkpoint it came from would destroy the checkpoint.
+/// Paths are compared by the file they name (device and inode), so `./a` and `a` and links to
+/// it are the same.
+pub fn refuse_overwriting(output: &Path, output_flag: &str, inputs: &[&Path]) -> Result<()> {
+    for input in inputs {
+        if same_file(output, input) {
+            bail!(
+                "{output_flag} {} is {}, an input of this command; choose another path",
+                output.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether both paths exist and name the same file or folder (device and inode).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
 
 /// Writes a file atomically through `write`, which receives a buffered writer.
 pub fn write_atomically(
@@ -149,6 +258,43 @@ mod tests {
         })
         .unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"weights");
+    }
+
+    #[test]
+    fn only_regular_files_are_read_and_a_fifo_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("config.json");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+        let err = read_limited(&fifo, 100, "run configuration").unwrap_err();
+        assert!(format!("{err:#}").contains("named pipe"), "{err:#}");
+        let err = read_limited(dir.path(), 100, "run configuration").unwrap_err();
+        assert!(format!("{err:#}").contains("a folder"), "{err:#}");
+        let err = read_limited(Path::new("/dev/zero"), 100, "checkpoint").unwrap_err();
+        assert!(format!("{err:#}").contains("a device"), "{err:#}");
+        let file = dir.path().join("ok.json");
+        fs::write(&file, b"0123456789").unwrap();
+        assert_eq!(read_limited(&file, 10, "x").unwrap(), b"0123456789");
+        let err = read_limited(&file, 9, "run configuration").unwrap_err();
+        assert!(
+            err.to_string().contains("a run configuration is at most 9"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_output_may_not_be_an_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("model.ot");
+        fs::write(&model, b"weights").unwrap();
+        let same = dir.path().join(".").join("model.ot");
+        let err = refuse_overwriting(&same, "--out", &[&model]).unwrap_err();
+        assert!(err.to_string().contains("an input"), "{err}");
+        let other = dir.path().join("model.npz");
+        assert!(refuse_overwriting(&other, "--out", &[&model]).is_ok());
+        fs::write(&other, b"old export").unwrap();
+        assert!(refuse_overwriting(&other, "--out", &[&model]).is_ok());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Ctrl-C and SIGTERM during training: the first one asks the training loop to stop after the
-//! current step (it then saves and exits with 128 + the signal number); a second one exits at
-//! once, since the files on disk are always complete (every write is atomic).
+//! current step (it then saves the state after that step and exits with 128 + the signal
+//! number); a second one exits at once, since the files on disk are always complete (every
+//! write is atomic).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -46,12 +47,55 @@ pub fn requested() -> Option<i32> {
     }
 }
 
-/// Training stopped because of a signal.
+/// Where a run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopPoint {
+    /// The epoch under way, or just completed.
+    pub epoch: usize,
+    /// Steps done in that epoch when it stopped within it; `None` when the epoch was complete.
+    pub steps_done: Option<usize>,
+}
+
+impl std::fmt::Display for StopPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.steps_done {
+            Some(steps) => write!(f, "step {steps} of epoch {}", self.epoch),
+            None => write!(f, "the end of epoch {}", self.epoch),
+        }
+    }
+}
+
+/// Training stopped because of a signal, with the state after `at` saved.
 #[derive(Debug)]
 pub struct Interrupted {
     pub signal: i32,
-    /// The epoch that was under way (its partial work is dropped).
-    pub epoch: usize,
+    pub at: StopPoint,
+}
+
+/// A testing aid: `MNIST_CNN_SIGNAL_AT_STEP=N` (or `N:SIGNAL`, a number) makes the training
+/// loop send itself SIGINT (or SIGNAL) right after step N of the run, counted from 1 across
+/// epochs, so that tests can interrupt at an exact step through the real signal path.
+pub const SIGNAL_AT_STEP_VARIABLE: &str = "MNIST_CNN_SIGNAL_AT_STEP";
+
+/// The (step, signal) of [`SIGNAL_AT_STEP_VARIABLE`], read once.
+fn signal_at_step() -> Option<(usize, i32)> {
+    static ASKED: OnceLock<Option<(usize, i32)>> = OnceLock::new();
+    *ASKED.get_or_init(|| {
+        let value = std::env::var(SIGNAL_AT_STEP_VARIABLE).ok()?;
+        let (step, signal) = value.split_once(':').unwrap_or((&value, "2"));
+        Some((step.trim().parse().ok()?, signal.trim().parse().ok()?))
+    })
+}
+
+/// Sends the signal [`SIGNAL_AT_STEP_VARIABLE`] asks for when `run_step` is its step.
+pub fn raise_if_asked_at_step(run_step: usize) {
+    #[cfg(unix)]
+    if let Some((step, signal)) = signal_at_step() {
+        if step == run_step {
+            // raise() runs the handler before it returns, so the flag is set on return.
+            let _ = signal_hook::low_level::raise(signal);
+        }
+    }
 }
 
 impl Interrupted {
@@ -71,12 +115,7 @@ impl Interrupted {
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "interrupted by {} during epoch {}",
-            self.signal_name(),
-            self.epoch
-        )
+        write!(f, "interrupted by {} after {}", self.signal_name(), self.at)
     }
 }
 

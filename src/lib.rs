@@ -12,8 +12,8 @@
 //! - core: [`nn`] (the networks), [`model`] (a network with its weights; what answers),
 //!   [`optim`] (Adam), [`schedule`], [`augment`], [`data`] (MNIST, pictures, datasets);
 //! - foundations every layer may use: [`shape`] (28×28, ten classes), [`choice`] (named
-//!   options), [`rng`], [`device`], [`runtime`], [`interrupt`], [`progress`], [`fsutil`]
-//!   (atomic writes).
+//!   options), [`rule`] (accepted ranges of settings), [`rng`], [`device`], [`runtime`],
+//!   [`interrupt`], [`progress`], [`fsutil`] (safe reads, atomic writes).
 
 pub mod augment;
 pub mod bench;
@@ -31,6 +31,7 @@ pub mod optim;
 pub mod progress;
 pub mod report;
 pub mod rng;
+pub mod rule;
 pub mod run;
 pub mod runtime;
 pub mod schedule;

@@ -124,7 +124,13 @@ impl Adam {
         let step = state
             .get("adam.step")
             .context("the checkpoint has no optimizer state (adam.step)")?;
-        self.step = step.int64_value(&[]);
+        ensure!(
+            step.numel() == 1 && step.size().len() <= 1,
+            "adam.step has shape {:?}, expected a single number",
+            step.size()
+        );
+        self.step = step.reshape([-1]).int64_value(&[0]);
+        ensure!(self.step >= 0, "adam.step is {}, below 0", self.step);
         tch::no_grad(|| -> Result<()> {
             for slot in &mut self.slots {
                 let name = &slot.name;

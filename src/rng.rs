@@ -47,10 +47,15 @@ pub fn epoch_permutation(n: usize, seed: u64, epoch: usize) -> Vec<i64> {
     order
 }
 
-/// A seed for libtorch's generator during epoch `epoch` of a run seeded with `seed` (it drives
-/// dropout), distinct from the shuffle's and the augmentation's streams.
-pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
-    let mut rng = SplitMix64::new(seed ^ 0x5851_F42D_4C95_7F2D ^ ((epoch as u64) << 40));
+/// A seed for libtorch's generator at step `step` (from 0) of epoch `epoch` of a run seeded
+/// with `seed` (it drives dropout), distinct from the shuffle's and the augmentation's streams.
+///
+/// libtorch's generator is reseeded before every step because its state can be neither read
+/// nor set through tch: a run resumed at any step then draws the same dropout masks as the
+/// uninterrupted run.
+pub fn step_seed(seed: u64, epoch: usize, step: usize) -> u64 {
+    let mut mixer = SplitMix64::new(seed ^ 0x5851_F42D_4C95_7F2D ^ ((epoch as u64) << 40));
+    let mut rng = SplitMix64::new(mixer.next_u64() ^ step as u64);
     // libtorch takes a signed seed; keep it non-negative.
     rng.next_u64() >> 1
 }

@@ -44,13 +44,38 @@ impl RuntimeInfo {
     }
 }
 
+/// This machine's logical CPUs (1 when unknown).
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The most intra-op threads accepted: four per logical CPU. More threads than CPUs only take
+/// turns (a one-picture predict with 4,096 threads took over a minute on 2 cores).
+pub fn max_threads() -> usize {
+    4 * cpu_count()
+}
+
+/// Checks a thread count (`source` names where it came from: "--threads", or config.json's
+/// "threads") against [`max_threads`], and warns above the CPU count.
+pub fn check_threads(source: &str, threads: usize) -> anyhow::Result<()> {
+    let (cpus, max) = (cpu_count(), max_threads());
+    anyhow::ensure!(
+        (1..=max).contains(&threads),
+        "{source} {threads}: must be from 1 to {max} (four per CPU; this machine has {cpus})"
+    );
+    if threads > cpus {
+        tracing::warn!(
+            "{source} {threads}: more threads than this machine's {cpus} CPUs take turns, which \
+             is usually slower"
+        );
+    }
+    Ok(())
+}
+
 /// Sets libtorch's intra-op thread count when the user chose one.
 pub fn apply_threads(threads: Option<usize>) -> anyhow::Result<()> {
     if let Some(n) = threads {
-        anyhow::ensure!(
-            (1..=4096).contains(&n),
-            "--threads {n}: expected a number of threads from 1"
-        );
+        check_threads("--threads", n)?;
         tch::set_num_threads(n as i32);
     }
     Ok(())

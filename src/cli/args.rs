@@ -2,10 +2,10 @@
 //! where flags turn into [`TrainOptions`], [`DataSpec`]s and devices.
 
 use super::values;
-use crate::data::dataset::{DataSource, DataSpec, HeldOut};
+use crate::data::dataset::{self, DataSource, DataSpec, HeldOut};
 use crate::device::DeviceChoice;
 use crate::schedule::Schedule;
-use crate::train::{Epochs, TrainOptions};
+use crate::train::{rules, Epochs, TrainOptions};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -16,7 +16,8 @@ pub struct DeviceArgs {
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
 
-    /// libtorch intra-op threads (default: libtorch's choice, one per core).
+    /// libtorch intra-op threads, up to four per CPU (default: libtorch's choice, one per
+    /// core).
     #[arg(long)]
     pub threads: Option<usize>,
 }
@@ -51,8 +52,8 @@ pub struct SessionArgs {
     #[arg(long)]
     pub overwrite: bool,
 
-    /// Images per training step [default: 32, or the recipe's].
-    #[arg(long, value_parser = values::at_least_one())]
+    /// Images per training step, up to 65536 [default: 32, or the recipe's].
+    #[arg(long, value_parser = values::number(rules::BATCH_SIZE))]
     pub batch_size: Option<usize>,
 
     #[command(flatten)]
@@ -64,7 +65,7 @@ pub struct SessionArgs {
     pub seed: u64,
 
     /// Train on the first N training images only (quick trials); the test set stays whole.
-    #[arg(long, value_parser = values::at_least_one())]
+    #[arg(long, value_parser = values::number(dataset::LIMIT))]
     pub limit: Option<usize>,
 
     /// Random affine transforms per image (rotation ±12°, shift ±2.5 px, scale 0.9–1.1,
@@ -77,13 +78,19 @@ pub struct SessionArgs {
     pub schedule: Option<Schedule>,
 
     /// Label smoothing of the cross-entropy [default: 0 (none), or the recipe's].
-    #[arg(long, value_parser = values::fraction_below_one())]
+    #[arg(long, value_parser = values::number(rules::LABEL_SMOOTHING))]
     pub label_smoothing: Option<f64>,
 
     /// Keep an exponential moving average of the weights with this decay per step (e.g. 0.999),
     /// and evaluate and save it instead of the raw weights.
-    #[arg(long, value_name = "DECAY", value_parser = values::decay())]
+    #[arg(long, value_name = "DECAY", value_parser = values::number(rules::AVERAGE_DECAY))]
     pub ema: Option<f64>,
+
+    /// Also save the training state (resume.ot) every N steps within an epoch, so that a kill
+    /// -9 or a power cut loses at most N steps (Ctrl-C and SIGTERM always save the current
+    /// step). Saving does not change the results.
+    #[arg(long, value_name = "N", value_parser = values::number(rules::CHECKPOINT_EVERY_STEPS))]
+    pub checkpoint_every_steps: Option<usize>,
 
     /// Print a JSON summary on stdout when done.
     #[arg(long)]
@@ -113,6 +120,7 @@ impl SessionArgs {
             augment: self.augment || base.augment,
             label_smoothing: self.label_smoothing.unwrap_or(base.label_smoothing),
             weight_averaging: self.ema.or(base.weight_averaging),
+            checkpoint_every_steps: self.checkpoint_every_steps,
             ..base
         }
     }

@@ -6,8 +6,13 @@ use super::values;
 use crate::bench::{self, BenchResult};
 use crate::data::Mnist;
 use crate::device::DeviceName;
+use crate::rule::Rule;
+use crate::train::rules;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
+
+const STEPS: Rule<usize> = Rule::new(|n| (1..=1_000_000).contains(&n), "from 1 to 1000000");
+const WARMUP: Rule<usize> = Rule::new(|n| n <= 100_000, "from 0 to 100000");
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -15,16 +20,16 @@ pub struct BenchArgs {
     #[arg(long, default_value = "data/mnist")]
     pub data: PathBuf,
 
-    /// Images per training step.
-    #[arg(long, default_value_t = 32, value_parser = values::at_least_one())]
+    /// Images per training step (up to 65536).
+    #[arg(long, default_value_t = 32, value_parser = values::number(rules::BATCH_SIZE))]
     pub batch_size: usize,
 
-    /// Timed training steps (after the warm-up).
-    #[arg(long, default_value_t = 300, value_parser = values::at_least_one())]
+    /// Timed training steps (after the warm-up), up to 1000000.
+    #[arg(long, default_value_t = 300, value_parser = values::number(STEPS))]
     pub steps: usize,
 
-    /// Untimed training steps first (allocator, kernel choice, caches).
-    #[arg(long, default_value_t = 30)]
+    /// Untimed training steps first (allocator, kernel choice, caches), up to 100000.
+    #[arg(long, default_value_t = 30, value_parser = values::number(WARMUP))]
     pub warmup: usize,
 
     /// Skip the predict latency measurement (which starts the binary three times).

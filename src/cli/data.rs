@@ -1,6 +1,6 @@
 //! `mnist-cnn data`: download or import MNIST, verify it, and write it where `train` reads it.
 
-use crate::data::fetch::{self, FileOutcome, Outcome, Verify, DEFAULT_MIRRORS};
+use crate::data::fetch::{self, Existing, FileOutcome, Outcome, Verify, DEFAULT_MIRRORS};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -23,6 +23,11 @@ pub struct DataArgs {
     /// format, such as Fashion-MNIST.
     #[arg(long)]
     pub no_verify: bool,
+
+    /// Replace files in --dir that are valid idx files but not the ones being written (another
+    /// dataset in the MNIST format); without it they are left alone and the command fails.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(args: &DataArgs) -> Result<()> {
@@ -31,15 +36,20 @@ pub fn run(args: &DataArgs) -> Result<()> {
     } else {
         Verify::Canonical
     };
+    let existing = if args.force {
+        Existing::Replace
+    } else {
+        Existing::Keep
+    };
     let outcomes = match &args.from {
-        Some(src) => fetch::import(&args.dir, src, verify)?,
+        Some(src) => fetch::import(&args.dir, src, verify, existing)?,
         None => {
             let mirrors: Vec<String> = if args.mirror.is_empty() {
                 DEFAULT_MIRRORS.iter().map(|m| m.to_string()).collect()
             } else {
                 args.mirror.clone()
             };
-            fetch::download(&args.dir, &mirrors, verify)?
+            fetch::download(&args.dir, &mirrors, verify, existing)?
         }
     };
     for FileOutcome { file, outcome } in outcomes {

@@ -2,6 +2,7 @@
 //! tools.
 
 use super::values;
+use crate::fsutil;
 use crate::io::checkpoint;
 use crate::io::export::{self, ExportFormat};
 use anyhow::{Context, Result};
@@ -25,6 +26,7 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: &ExportArgs) -> Result<()> {
+    fsutil::refuse_overwriting(&args.out, "--out", &[&args.model])?;
     // Traced on the CPU, so the TorchScript file runs anywhere.
     let mut model = checkpoint::load(&args.model, Device::Cpu)
         .with_context(|| format!("--model {}", args.model.display()))?;

@@ -5,11 +5,12 @@
 use super::args::SessionArgs;
 use super::output::finish_run;
 use super::values;
-use crate::data::dataset::{DataKind, DataSource, HeldOut};
+use crate::data::dataset::{self, DataKind, DataSource, HeldOut};
+use crate::fsutil;
 use crate::io::run_folder::config_beside;
 use crate::io::RunCommand;
 use crate::run::{self, RunPlan, Start};
-use crate::train::{Epochs, Freeze, TrainOptions};
+use crate::train::{rules, Epochs, Freeze, TrainOptions};
 use anyhow::{ensure, Result};
 use std::path::PathBuf;
 use tracing::{info, warn};
@@ -28,7 +29,7 @@ pub struct FinetuneArgs {
     pub epochs: Epochs,
 
     /// Adam's learning rate (the peak rate under a schedule).
-    #[arg(long, default_value_t = 1e-4, value_parser = values::positive_finite(), allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1e-4, value_parser = values::number(rules::LEARNING_RATE), allow_negative_numbers = true)]
     pub lr: f64,
 
     /// Layers that get no gradient.
@@ -43,11 +44,11 @@ pub struct FinetuneArgs {
     /// Fraction of the training data held out (stratified, from the seed) to choose the best
     /// epoch; that epoch's weights are saved as RUN_DIR/model.ot [default: 0.1, or on MNIST the
     /// starting run's own validation split when it held one out].
-    #[arg(long, value_parser = values::open_fraction())]
+    #[arg(long, value_parser = values::number(dataset::VALIDATION_FRACTION))]
     pub val_split: Option<f64>,
 
     /// Stop after N epochs without a better validation accuracy.
-    #[arg(long, value_name = "N", value_parser = values::at_least_one())]
+    #[arg(long, value_name = "N", value_parser = values::number(rules::PATIENCE))]
     pub patience: Option<usize>,
 
     #[command(flatten)]
@@ -57,10 +58,21 @@ pub struct FinetuneArgs {
 pub fn run(args: &FinetuneArgs) -> Result<()> {
     let session = &args.session;
     ensure!(
-        args.from.is_file(),
+        args.from.exists(),
         "--from {}: no such checkpoint file",
         args.from.display()
     );
+    if let Some(out) = &session.out {
+        // --overwrite would remove the checkpoint the run starts from.
+        let parent = args.from.parent().filter(|p| !p.as_os_str().is_empty());
+        let parent = parent.unwrap_or(std::path::Path::new("."));
+        ensure!(
+            !fsutil::same_file(out, parent),
+            "--out {}: the folder holds the --from checkpoint {}; choose another folder",
+            out.display(),
+            args.from.display()
+        );
+    }
     let device = session.compute.resolve()?;
     let data = match &args.images {
         Some(dir) => {

@@ -15,6 +15,31 @@ pub fn print_json(value: &impl Serialize) -> Result<()> {
     Ok(())
 }
 
+/// A path for a line of text output: as it is, or quoted with escapes when it holds a control
+/// character (a newline in a file name would otherwise forge a line of output).
+pub fn shown_path(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    if text.chars().any(char::is_control) {
+        format!("{text:?}")
+    } else {
+        text.into_owned()
+    }
+}
+
+/// A message for a line of text output, its control characters escaped (`\n`): an error
+/// that names a file with a newline in its name stays on one line.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// The `--json` summary of a finished run.
 #[derive(Debug, Serialize)]
 struct RunSummary<'a> {
@@ -50,4 +75,19 @@ pub fn finish_run(run: &CompletedRun, args: &SessionArgs) -> Result<()> {
         run.folder.model_path().display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_names_are_escaped() {
+        assert_eq!(shown_path(Path::new("digits/7.png")), "digits/7.png");
+        assert_eq!(
+            shown_path(Path::new("a.png\nb.png: 3 (99.0%)")),
+            "\"a.png\\nb.png: 3 (99.0%)\""
+        );
+        assert_eq!(one_line("cannot decode a\nb"), "cannot decode a\\nb");
+    }
 }

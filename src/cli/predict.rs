@@ -1,12 +1,13 @@
 //! `mnist-cnn predict`: the digit in each picture, with its probability and the runners-up.
 
 use super::args::DeviceArgs;
-use super::output::print_json;
+use super::output::{one_line, print_json, shown_path};
 use crate::data::images::save_field_png;
 use crate::eval::predict::{self, PictureResult};
+use crate::fsutil;
 use crate::io::checkpoint;
 use anyhow::{bail, Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
 pub struct PredictArgs {
@@ -42,6 +43,15 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
+    if let Some(out) = &args.show_input {
+        let inputs: Vec<&Path> = args
+            .models
+            .iter()
+            .chain(&args.images)
+            .map(|p| p.as_path())
+            .collect();
+        fsutil::refuse_overwriting(out, "--show-input", &inputs)?;
+    }
     let device = args.compute.resolve()?;
     let model = checkpoint::load_ensemble(&args.models, device, args.tta)?;
     let prepared = predict::prepare(&args.images);
@@ -63,7 +73,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     if !failed.is_empty() {
         for result in &failed {
             if let PictureResult::Failed { error, .. } = result {
-                eprintln!("error: {error}");
+                eprintln!("error: {}", one_line(error));
             }
         }
         bail!(
@@ -89,14 +99,14 @@ fn print_line(result: &PictureResult) {
                 .collect();
             println!(
                 "{}: {digit} ({:.1}%)   top {}: {}",
-                path.display(),
+                shown_path(path),
                 100.0 * probability,
                 top_k.len(),
                 others.join(", ")
             );
         }
         PictureResult::Failed { path, error } => {
-            println!("{}: error: {error}", path.display());
+            println!("{}: error: {}", shown_path(path), one_line(error));
         }
     }
 }

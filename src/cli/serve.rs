@@ -4,12 +4,17 @@ use super::args::DeviceArgs;
 use super::values;
 use crate::device::DeviceName;
 use crate::io::checkpoint;
+use crate::rule::Rule;
 use crate::serve::state::ModelInfo;
 use crate::serve::{self, ServeOptions};
 use anyhow::Result;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Pictures per forward pass: the queue and the batch are allocated for this many up front.
+const MAX_BATCH: Rule<usize> = Rule::new(|n| (1..=4096).contains(&n), "from 1 to 4096");
+const MAX_BODY: Rule<usize> = Rule::new(|n| (1..=256 << 20).contains(&n), "from 1 to 268435456");
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -30,16 +35,17 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub compute: DeviceArgs,
 
-    /// Most pictures per forward pass: concurrent requests are gathered into batches.
-    #[arg(long, default_value_t = 64, value_parser = values::at_least_one())]
+    /// Most pictures per forward pass (up to 4096): concurrent requests are gathered into
+    /// batches.
+    #[arg(long, default_value_t = 64, value_parser = values::number(MAX_BATCH))]
     pub max_batch: usize,
 
-    /// How long a batch that is not full may wait for more pictures, milliseconds.
-    #[arg(long, default_value_t = 2)]
+    /// How long a batch that is not full may wait for more pictures, milliseconds (up to 1000).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub batch_wait_ms: u64,
 
-    /// Largest request body, bytes (larger ones get 413).
-    #[arg(long, default_value_t = 16 << 20, value_parser = values::at_least_one())]
+    /// Largest request body, bytes (larger ones get 413), up to 256 MiB.
+    #[arg(long, default_value_t = 16 << 20, value_parser = values::number(MAX_BODY))]
     pub max_body: usize,
 
     /// Seconds a client has to send its request headers, and again its body; slower clients

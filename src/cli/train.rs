@@ -4,12 +4,13 @@
 use super::args::SessionArgs;
 use super::output::finish_run;
 use super::values;
-use crate::data::dataset::DataSource;
+use crate::data::dataset::{self, DataSource};
 use crate::io::RunCommand;
 use crate::nn::Architecture;
-use crate::run::{self, Resumable, RunPlan, Start};
-use crate::train::{Epochs, Recipe};
-use anyhow::{bail, Result};
+use crate::run::{self, Resumable, ResumeChanges, RunPlan, Start};
+use crate::runtime;
+use crate::train::{rules, Epochs, Recipe};
+use anyhow::{anyhow, bail, Result};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
@@ -34,14 +35,14 @@ pub struct TrainArgs {
     pub epochs: Option<Epochs>,
 
     /// Adam's learning rate, the peak rate under a schedule [default: 1e-3, or the recipe's].
-    #[arg(long, value_parser = values::positive_finite(), allow_negative_numbers = true)]
+    #[arg(long, value_parser = values::number(rules::LEARNING_RATE), allow_negative_numbers = true)]
     pub lr: Option<f64>,
 
     /// Hold out this fraction of the training images (stratified, from the seed) as a
     /// validation set: scored each epoch, never trained on, and reused by `finetune`, so that
     /// fine-tuning is judged on images the model has never seen. The model saved is still the
     /// last epoch's.
-    #[arg(long, value_parser = values::open_fraction())]
+    #[arg(long, value_parser = values::number(dataset::VALIDATION_FRACTION))]
     pub val_split: Option<f64>,
 
     /// Continue the run in RUN_DIR (interrupted, or finished and to be extended with a larger
@@ -80,7 +81,7 @@ fn resume(dir: &Path, args: &TrainArgs) -> Result<()> {
     if args.session.sets_run_settings() {
         bail!(
             "--resume {}: the run continues with its own settings; only --epochs, --device, \
-             --threads, --json and --no-report may be given with it",
+             --threads, --checkpoint-every-steps, --json and --no-report may be given with it",
             dir.display()
         );
     }
@@ -88,11 +89,23 @@ fn resume(dir: &Path, args: &TrainArgs) -> Result<()> {
     let mut compute = args.session.compute.clone();
     if compute.threads.is_none() && resumable.config.device.is_cpu() {
         // The same thread count keeps the CPU run bit-identical.
-        compute.threads = usize::try_from(resumable.config.threads).ok();
+        let threads = usize::try_from(resumable.config.threads).unwrap_or(0);
+        let source = format!("{}: threads", resumable.folder.config_path().display());
+        runtime::check_threads(&source, threads).map_err(|e| {
+            anyhow!(
+                "{e}; pass --threads to choose another count (the run then stops being \
+                 bit-identical to an uninterrupted one)"
+            )
+        })?;
+        compute.threads = Some(threads);
     }
     let device = compute.resolve()?;
+    let changes = ResumeChanges {
+        epochs: args.epochs,
+        checkpoint_every_steps: args.session.checkpoint_every_steps,
+    };
     finish_run(
-        &run::execute(resumable.plan(args.epochs, device))?,
+        &run::execute(resumable.plan(changes, device)?)?,
         &args.session,
     )
 }

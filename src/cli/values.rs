@@ -2,7 +2,8 @@
 //! what it wants when a value does not fit ("--lr: must be a positive, finite number").
 
 use crate::choice::Choice;
-use crate::train::Epochs;
+use crate::rule::Rule;
+use crate::train::{rules, Epochs};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use std::str::FromStr;
 
@@ -20,53 +21,29 @@ impl Number for f64 {
     const WHAT: &'static str = "a number";
 }
 
-/// A parser for numbers that `accept` takes; others are refused with "must be {rule}".
-pub fn number<T: Number>(
-    accept: fn(T) -> bool,
-    rule: &'static str,
+/// A parser for numbers that `rule` accepts; others are refused with "must be {wanted}", the
+/// same words a config.json with that value gets.
+pub fn number<T: Number + std::fmt::Debug>(
+    rule: Rule<T>,
 ) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
     move |s: &str| match s.parse::<T>() {
-        Ok(x) if accept(x) => Ok(x),
-        Ok(_) => Err(format!("must be {rule}")),
+        Ok(x) if rule.accepts(x) => Ok(x),
+        Ok(_) => Err(format!("must be {}", rule.wanted)),
         Err(_) => Err(format!("{s:?} is not {}", T::WHAT)),
     }
 }
 
-/// Batch sizes, epochs of patience, limits.
+/// Counts with no upper bound of their own (--limit, --benchmark iterations).
+pub const AT_LEAST_ONE: Rule<usize> = Rule::new(|n| n >= 1, "at least 1");
+
+/// Counts of at least 1.
 pub fn at_least_one() -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
-    number(|n: usize| n >= 1, "at least 1")
-}
-
-/// Learning rates.
-pub fn positive_finite() -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
-    number(
-        |x: f64| x.is_finite() && x > 0.0,
-        "a positive, finite number",
-    )
-}
-
-/// Label smoothing: 0 (none) up to, not including, 1.
-pub fn fraction_below_one() -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static
-{
-    number(|x: f64| (0.0..1.0).contains(&x), "at least 0 and below 1")
-}
-
-/// A validation split: strictly between 0 and 1.
-pub fn open_fraction() -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
-    number(|x: f64| x > 0.0 && x < 1.0, "above 0 and below 1")
-}
-
-/// A weight average's decay per step: above 0, at most 1.
-pub fn decay() -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
-    number(|x: f64| x > 0.0 && x <= 1.0, "above 0 and at most 1")
+    number(AT_LEAST_ONE)
 }
 
 /// Passes over the training data; a fraction ends with part of an epoch.
 pub fn epochs() -> impl Fn(&str) -> Result<Epochs, String> + Clone + Send + Sync + 'static {
-    let count = number(
-        Epochs::is_valid,
-        "a positive number of epochs (1.5 ends with half an epoch)",
-    );
+    let count = number(rules::EPOCHS);
     move |s: &str| count(s).map(Epochs)
 }
 
@@ -93,15 +70,20 @@ mod tests {
             Err("\"-1\" is not a whole number".to_owned())
         );
         assert!(at_least_one()("x").is_err());
-        assert_eq!(positive_finite()("1e-3"), Ok(1e-3));
+        let lr = number(rules::LEARNING_RATE);
+        assert_eq!(lr("1e-3"), Ok(1e-3));
         for bad in ["0", "-1e-3", "NaN", "inf", "fast"] {
-            assert!(positive_finite()(bad).is_err(), "{bad}");
+            assert!(lr(bad).is_err(), "{bad}");
         }
-        assert_eq!(fraction_below_one()("0"), Ok(0.0));
-        assert!(fraction_below_one()("1").is_err() && fraction_below_one()("NaN").is_err());
-        assert!(open_fraction()("0").is_err() && open_fraction()("1").is_err());
-        assert_eq!(decay()("1"), Ok(1.0));
-        assert!(decay()("0").is_err());
+        let smoothing = number(rules::LABEL_SMOOTHING);
+        assert_eq!(smoothing("0"), Ok(0.0));
+        assert!(smoothing("1").is_err() && smoothing("NaN").is_err());
+        let decay = number(rules::AVERAGE_DECAY);
+        assert_eq!(decay("0.999"), Ok(0.999));
+        assert_eq!(decay("1"), Err("must be above 0 and below 1".to_owned()));
+        assert!(decay("0").is_err());
+        let batch = number(rules::BATCH_SIZE);
+        assert!(batch("65536").is_ok() && batch("65537").is_err());
         assert_eq!(epochs()("1.3"), Ok(Epochs(1.3)));
         for bad in ["0", "-1", "nan", "inf", "ten"] {
             assert!(epochs()(bad).is_err(), "{bad} accepted");

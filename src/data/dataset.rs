@@ -4,10 +4,16 @@
 
 use super::images::load_folder;
 use super::{Divided, Mnist, Split};
+use crate::rule::Rule;
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::Device;
+
+/// A validation split's share of the training examples (`--val-split`, `validation_split`).
+pub const VALIDATION_FRACTION: Rule<f64> = Rule::new(|x| x > 0.0 && x < 1.0, "above 0 and below 1");
+/// `--limit`, `limit`.
+pub const LIMIT: Rule<usize> = Rule::new(|n| n >= 1, "at least 1");
 
 /// Where the examples come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +77,17 @@ impl DataDescription {
     pub fn held_out(&self) -> Option<HeldOut> {
         let (fraction, seed) = self.validation_split.zip(self.split_seed)?;
         Some(HeldOut { fraction, seed })
+    }
+
+    /// Checks the settings a resumed run would use again, by their config.json keys.
+    pub fn validate(&self) -> Result<()> {
+        VALIDATION_FRACTION.check_optional("data.validation_split", self.validation_split)?;
+        LIMIT.check_optional("data.limit", self.limit)?;
+        ensure!(
+            self.validation_split.is_some() == self.split_seed.is_some(),
+            "data.validation_split and data.split_seed go together: one is missing"
+        );
+        Ok(())
     }
 
     /// The same data again (to resume the run).

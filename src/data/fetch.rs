@@ -8,7 +8,6 @@ use crate::{fsutil, progress};
 use anyhow::{bail, ensure, Context, Result};
 use flate2::read::GzDecoder;
 use sha2::{Digest, Sha256};
-use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,6 +34,16 @@ pub enum Verify {
     StructureOnly,
 }
 
+/// What may happen to a file already in the target folder that is not the one being written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Replace it only when it is damaged (not a valid idx file): a valid file of another
+    /// dataset in the MNIST format is someone's data, and is refused.
+    Keep,
+    /// Replace it whatever it holds (`--force`).
+    Replace,
+}
+
 /// What happened to one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -57,10 +66,15 @@ struct Obtained {
 
 /// Downloads whichever of the four files is missing or invalid in `dir`, trying each mirror in
 /// turn until one serves a file that decompresses and verifies.
-pub fn download(dir: &Path, mirrors: &[String], verify_mode: Verify) -> Result<Vec<FileOutcome>> {
+pub fn download(
+    dir: &Path,
+    mirrors: &[String],
+    verify_mode: Verify,
+    existing: Existing,
+) -> Result<Vec<FileOutcome>> {
     ensure!(!mirrors.is_empty(), "no mirror to download MNIST from");
     let agent = http_agent();
-    for_each_missing(dir, verify_mode, |file| {
+    for_each_missing(dir, verify_mode, existing, |file| {
         let mut failures = Vec::new();
         for mirror in mirrors {
             let url = format!("{}/{}.gz", mirror.trim_end_matches('/'), file.name);
@@ -86,13 +100,18 @@ pub fn download(dir: &Path, mirrors: &[String], verify_mode: Verify) -> Result<V
 /// Imports whichever of the four files is missing or invalid in `dir` from the folder `src`,
 /// which holds them raw or gzipped (`train-images-idx3-ubyte` or `train-images-idx3-ubyte.gz`;
 /// the `train-images.idx3-ubyte` spelling of some copies is accepted too).
-pub fn import(dir: &Path, src: &Path, verify_mode: Verify) -> Result<Vec<FileOutcome>> {
+pub fn import(
+    dir: &Path,
+    src: &Path,
+    verify_mode: Verify,
+    existing: Existing,
+) -> Result<Vec<FileOutcome>> {
     ensure!(
         src.is_dir(),
         "--from {}: no such folder (it should hold the four MNIST files, raw or .gz)",
         src.display()
     );
-    for_each_missing(dir, verify_mode, |file| {
+    for_each_missing(dir, verify_mode, existing, |file| {
         let path = find_source_file(src, file)?;
         let bytes = read_limited(&path)?;
         let raw = if is_gzip(&bytes) {
@@ -108,11 +127,13 @@ pub fn import(dir: &Path, src: &Path, verify_mode: Verify) -> Result<Vec<FileOut
     })
 }
 
-/// Runs `obtain` for each file that is missing or invalid in `dir`, verifies what it returns,
-/// and writes it atomically.
+/// Runs `obtain` for each file that is missing or damaged in `dir` (or, with
+/// [`Existing::Replace`], not the expected one), verifies what it returns, and writes it
+/// atomically.
 fn for_each_missing(
     dir: &Path,
     verify_mode: Verify,
+    existing: Existing,
     mut obtain: impl FnMut(MnistFile) -> Result<Obtained>,
 ) -> Result<Vec<FileOutcome>> {
     fsutil::create_dir_all(dir)?;
@@ -129,6 +150,7 @@ fn for_each_missing(
                 continue;
             }
             Err(err) if target.exists() => {
+                refuse_replacing_data(&target, file, existing, &err)?;
                 warn!("{}: replacing: {err:#}", target.display());
             }
             Err(_) => {}
@@ -145,9 +167,34 @@ fn for_each_missing(
 }
 
 fn check_existing(path: &Path, file: MnistFile, verify_mode: Verify) -> Result<()> {
-    ensure!(path.is_file(), "{} is missing", path.display());
+    ensure!(path.exists(), "{} is missing", path.display());
     let bytes = read_limited(path)?;
     verify(file, &bytes, verify_mode).with_context(|| path.display().to_string())
+}
+
+/// Refuses to replace `target` (which failed `problem`'s check) when it is not a regular file,
+/// or when it is a valid idx file of other data and `existing` does not allow replacing it.
+fn refuse_replacing_data(
+    target: &Path,
+    file: MnistFile,
+    existing: Existing,
+    problem: &anyhow::Error,
+) -> Result<()> {
+    ensure!(
+        fsutil::is_regular_file(target),
+        "{} exists and is not a regular file; remove it or choose another --dir",
+        target.display()
+    );
+    let holds_other_data =
+        read_limited(target).is_ok_and(|bytes| verify(file, &bytes, Verify::StructureOnly).is_ok());
+    if holds_other_data && existing == Existing::Keep {
+        bail!(
+            "{} holds a valid idx file that is not the one being written ({problem:#}); it is \
+             left alone: pass --force to replace it, or choose another --dir",
+            target.display()
+        );
+    }
+    Ok(())
 }
 
 /// Checks structure, and the canonical digest unless told otherwise.
@@ -183,7 +230,7 @@ fn find_source_file(src: &Path, file: MnistFile) -> Result<PathBuf> {
     candidates
         .iter()
         .map(|name| src.join(name))
-        .find(|path| path.is_file())
+        .find(|path| path.exists())
         .with_context(|| {
             format!(
                 "--from {}: neither {} nor {}.gz is there",
@@ -195,15 +242,7 @@ fn find_source_file(src: &Path, file: MnistFile) -> Result<PathBuf> {
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>> {
-    let size = fs::metadata(path)
-        .with_context(|| format!("cannot open {}", path.display()))?
-        .len();
-    ensure!(
-        size <= MAX_FILE_BYTES,
-        "{} is {size} bytes, larger than any MNIST file",
-        path.display()
-    );
-    fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    fsutil::read_limited(path, MAX_FILE_BYTES, "MNIST file")
 }
 
 fn is_gzip(bytes: &[u8]) -> bool {
@@ -277,6 +316,7 @@ mod tests {
     use super::*;
     use crate::data::idx::build;
     use flate2::{write::GzEncoder, Compression};
+    use std::fs;
     use std::io::Write;
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -304,13 +344,25 @@ mod tests {
         let src = tempfile::tempdir().unwrap();
         let dst = tempfile::tempdir().unwrap();
         write_small_dataset(src.path(), true);
-        let first = import(dst.path(), src.path(), Verify::StructureOnly).unwrap();
+        let first = import(
+            dst.path(),
+            src.path(),
+            Verify::StructureOnly,
+            Existing::Keep,
+        )
+        .unwrap();
         assert!(first
             .iter()
             .all(|o| matches!(o.outcome, Outcome::Written { .. })));
         let images = fs::read(dst.path().join("train-images-idx3-ubyte")).unwrap();
         assert_eq!(images.len(), 16 + 4 * crate::shape::IMAGE_PIXELS);
-        let second = import(dst.path(), src.path(), Verify::StructureOnly).unwrap();
+        let second = import(
+            dst.path(),
+            src.path(),
+            Verify::StructureOnly,
+            Existing::Keep,
+        )
+        .unwrap();
         assert!(second.iter().all(|o| o.outcome == Outcome::AlreadyPresent));
     }
 
@@ -321,11 +373,27 @@ mod tests {
         write_small_dataset(src.path(), false);
         let err = format!(
             "{:#}",
-            import(dst.path(), src.path(), Verify::Canonical).unwrap_err()
+            import(dst.path(), src.path(), Verify::Canonical, Existing::Keep).unwrap_err()
         );
         assert!(err.contains("SHA-256"), "{err}");
         assert!(err.contains("train-images-idx3-ubyte"), "{err}");
         assert!(!dst.path().join("train-images-idx3-ubyte").exists());
+    }
+
+    #[test]
+    fn valid_files_of_other_data_are_replaced_only_when_forced() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        write_small_dataset(src.path(), false);
+        write_small_dataset(dst.path(), false);
+        let other = fs::read(dst.path().join("train-images-idx3-ubyte")).unwrap();
+        let err = import(dst.path(), src.path(), Verify::Canonical, Existing::Keep).unwrap_err();
+        assert!(format!("{err:#}").contains("--force"), "{err:#}");
+        let after = fs::read(dst.path().join("train-images-idx3-ubyte")).unwrap();
+        assert_eq!(after, other, "another dataset's file was replaced");
+        // Forced, the import goes on to the digest check of the source (which fails here).
+        let err = import(dst.path(), src.path(), Verify::Canonical, Existing::Replace).unwrap_err();
+        assert!(format!("{err:#}").contains("SHA-256"), "{err:#}");
     }
 
     #[test]
@@ -334,7 +402,13 @@ mod tests {
         let dst = tempfile::tempdir().unwrap();
         write_small_dataset(src.path(), false);
         fs::write(dst.path().join("t10k-labels-idx1-ubyte"), b"garbage").unwrap();
-        let outcomes = import(dst.path(), src.path(), Verify::StructureOnly).unwrap();
+        let outcomes = import(
+            dst.path(),
+            src.path(),
+            Verify::StructureOnly,
+            Existing::Keep,
+        )
+        .unwrap();
         assert!(outcomes
             .iter()
             .all(|o| o.outcome != Outcome::AlreadyPresent));

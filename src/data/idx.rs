@@ -8,7 +8,6 @@
 use super::IdxKind;
 use crate::shape::{IMAGE_SIDE, NUM_CLASSES};
 use anyhow::{bail, ensure, Context, Result};
-use std::fs::{self, File};
 use std::io::Read;
 use std::path::Path;
 
@@ -16,6 +15,8 @@ const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
 const IMAGES_HEADER_LEN: u64 = 16;
 const LABELS_HEADER_LEN: u64 = 8;
+/// Labels are one byte each: room for 64 million examples.
+const MAX_LABELS_BYTES: u64 = 64 << 20;
 
 /// Checks an image file and its label file, and that they hold as many examples.
 /// Returns that number.
@@ -40,8 +41,7 @@ pub fn validate_images_file(path: &Path) -> Result<u64> {
 
 /// Checks an idx1 label file, every label included. Returns the number of labels.
 pub fn validate_labels_file(path: &Path) -> Result<u64> {
-    regular_file_size(path)?;
-    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = crate::fsutil::read_limited(path, MAX_LABELS_BYTES, "label file")?;
     check_labels(&bytes).with_context(|| path.display().to_string())
 }
 
@@ -124,18 +124,16 @@ fn be_u32(bytes: &[u8], offset: usize) -> u32 {
 }
 
 fn regular_file_size(path: &Path) -> Result<u64> {
-    let meta = fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?;
-    ensure!(
-        meta.is_file(),
-        "{} is not a regular file (a folder?)",
-        path.display()
-    );
+    let file = crate::fsutil::open_regular(path)?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?;
     Ok(meta.len())
 }
 
 /// The first `len` bytes of a file (fewer when the file is shorter).
 fn read_header(path: &Path, len: u64) -> Result<Vec<u8>> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file = crate::fsutil::open_regular(path)?;
     let mut header = Vec::new();
     file.take(len)
         .read_to_end(&mut header)
@@ -181,6 +179,7 @@ pub mod build {
 mod tests {
     use super::build;
     use super::*;
+    use std::fs;
 
     use crate::shape::IMAGE_PIXELS;
 

@@ -170,6 +170,12 @@ impl Mnist {
     /// Validates the four idx files in `dir`, then loads them with tch's bundled MNIST loader.
     /// Pixels are scaled to [0, 1] (the tutorial's pixels/255).
     pub fn load(dir: &Path) -> Result<Mnist> {
+        if dir.exists() && !dir.is_dir() {
+            bail!(
+                "--data {} is a file; it takes the folder that holds the four MNIST idx files",
+                dir.display()
+            );
+        }
         if !dir.is_dir() {
             bail!(
                 "MNIST folder {} does not exist; run `mnist-cnn data --dir {}` first",

@@ -10,7 +10,7 @@ use crate::eval::Ensemble;
 use crate::fsutil;
 use crate::model::{Classifier, NamedTensor};
 use crate::nn::Architecture;
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
@@ -107,22 +107,9 @@ impl Format {
 /// The named tensors of a checkpoint file (see [`tensors_from_bytes`]); only a regular file of
 /// a sane size is read.
 pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot open checkpoint {}", path.display()))?;
-    ensure!(
-        meta.is_file(),
-        "checkpoint {} is not a file",
-        path.display()
-    );
-    ensure!(meta.len() > 0, "checkpoint {} is empty", path.display());
-    ensure!(
-        meta.len() <= MAX_CHECKPOINT_BYTES,
-        "checkpoint {} holds {} bytes; at most {MAX_CHECKPOINT_BYTES} are read",
-        path.display(),
-        meta.len()
-    );
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let bytes = fsutil::read_limited(path, MAX_CHECKPOINT_BYTES, "checkpoint")
+        .context("cannot read the checkpoint")?;
+    ensure!(!bytes.is_empty(), "checkpoint {} is empty", path.display());
     let format = Format::of(path);
     tensors_from_bytes(&bytes, format).with_context(|| {
         format!(
@@ -162,6 +149,14 @@ pub fn checkpoint_architecture(
     path: &Path,
     tensors: &BTreeMap<String, Tensor>,
 ) -> Result<Architecture> {
+    if tensors.contains_key("state.epoch") {
+        bail!(
+            "{} is a training state (resume.ot, for `train --resume`), not a model; the run's \
+             weights are in {}",
+            path.display(),
+            path.with_file_name(super::run_folder::MODEL_FILE).display()
+        );
+    }
     let inferred =
         Architecture::infer(tensors).with_context(|| format!("checkpoint {}", path.display()))?;
     if let Some(declared) = declared_architecture(path)? {
@@ -185,7 +180,7 @@ struct Declared {
 
 fn declared_architecture(path: &Path) -> Result<Option<Declared>> {
     if is_safetensors(path) {
-        let Some(name) = safetensors::declared_architecture(path)? else {
+        let Some(name) = safetensors::declared_architecture(path, MAX_CHECKPOINT_BYTES)? else {
             return Ok(None);
         };
         let architecture = name.parse::<Architecture>().map_err(|e| {

@@ -6,6 +6,7 @@ use crate::device::DeviceName;
 use crate::eval::Scores;
 use crate::nn::Architecture;
 use crate::train::{FinalMetrics, TrainOptions};
+use anyhow::{anyhow, ensure, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
@@ -64,6 +65,49 @@ pub struct RunConfig {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub before: Option<Scores>,
     pub final_metrics: Option<FinalMetrics>,
+}
+
+impl RunConfig {
+    /// Parses config.json text: a value of the wrong type names its key, and every setting a
+    /// resumed run would use again is checked against the rule its flag has.
+    pub fn parse(text: &str) -> Result<Self> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| anyhow!("not JSON: {e}"))?;
+        let config: Self = from_value(&value).or_else(|whole| {
+            if !whole.to_string().starts_with("missing field") {
+                // The training options are flattened into the top level, and serde loses the
+                // key of an error inside a flattened struct: read them alone to find it.
+                from_value::<TrainOptions>(&value)?;
+            }
+            Err(whole)
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the settings against the flags' rules.
+    pub fn validate(&self) -> Result<()> {
+        self.options.validate()?;
+        self.data.validate()?;
+        ensure!(
+            self.threads >= 1,
+            "threads is {}: must be at least 1",
+            self.threads
+        );
+        Ok(())
+    }
+}
+
+/// Deserialises `value`, with the path of the key that does not fit in the error.
+fn from_value<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            anyhow!("{}", e.inner())
+        } else {
+            anyhow!("{path}: {}", e.inner())
+        }
+    })
 }
 
 /// The current time in UTC, as `config.json` records it.

@@ -11,7 +11,9 @@
 use super::run_config::RunConfig;
 use crate::fsutil;
 use crate::train::EpochRecord;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
+use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 pub const MODEL_FILE: &str = "model.ot";
@@ -19,6 +21,42 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const CONFIG_FILE: &str = "config.json";
 /// The training state after the last completed epoch, for `train --resume`.
 pub const RESUME_FILE: &str = "resume.ot";
+pub const CURVES_FILE: &str = "curves.png";
+pub const CONFUSION_FILE: &str = "confusion.png";
+pub const MISTAKES_FILE: &str = "mistakes.png";
+pub const FILTERS_FILE: &str = "filters.png";
+pub const HTML_FILE: &str = "report.html";
+
+/// Every file a run (or its report) writes into its folder: what `--overwrite` removes. A file
+/// that runs start writing joins this list. config.json comes last, so that a folder whose
+/// clearing was cut short is still recognised as a run folder.
+pub const RUN_FILES: [&str; 9] = [
+    MODEL_FILE,
+    METRICS_FILE,
+    RESUME_FILE,
+    CURVES_FILE,
+    CONFUSION_FILE,
+    MISTAKES_FILE,
+    FILTERS_FILE,
+    HTML_FILE,
+    CONFIG_FILE,
+];
+
+/// Far more than any config.json the tool writes (about 2 KB).
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// About 500 bytes an epoch: room for 100,000 epochs.
+const MAX_METRICS_BYTES: u64 = 64 << 20;
+
+/// How a run takes its folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FolderUse {
+    /// A new run: the folder must be new, empty, or hold no run.
+    New,
+    /// A new run replacing the run in the folder: that run's files are removed first.
+    Overwrite,
+    /// The run already in the folder goes on (`--resume`).
+    Continue,
+}
 
 /// A run folder.
 #[derive(Debug, Clone)]
@@ -27,25 +65,87 @@ pub struct RunFolder {
 }
 
 impl RunFolder {
-    /// Creates the folder for a new run: `out` when given, else `runs/<UTC timestamp>`.
-    /// An existing folder that already holds a run is refused unless `overwrite` is set.
-    pub fn create(out: Option<&Path>, overwrite: bool) -> Result<Self> {
+    /// The folder for a run: `out` when given, else `runs/<UTC timestamp>`. A folder that holds
+    /// other files than a run's is refused (`--out /`, `--out data/mnist`); one that holds a run
+    /// is refused unless the run is overwritten (its files removed first) or continued.
+    pub fn create(out: Option<&Path>, how: FolderUse) -> Result<Self> {
         let path = match out {
             Some(path) => path.to_owned(),
             None => fresh_default_path(),
         };
-        if !overwrite {
-            for file in [MODEL_FILE, METRICS_FILE, CONFIG_FILE] {
-                if path.join(file).exists() {
-                    bail!(
-                        "--out {}: the folder already holds a run ({file}); choose another folder or pass --overwrite",
-                        path.display()
-                    );
-                }
-            }
+        let folder = Self { path };
+        if how == FolderUse::Continue {
+            return Ok(folder);
         }
-        fsutil::create_dir_all(&path).with_context(|| format!("--out {}", path.display()))?;
-        Ok(Self { path })
+        match folder.contents()? {
+            Contents::Missing => fsutil::create_dir_all(&folder.path)
+                .with_context(|| format!("--out {}", folder.path.display()))?,
+            Contents::Empty => {}
+            Contents::Run if how == FolderUse::Overwrite => folder.remove_run_files()?,
+            Contents::Run => bail!(
+                "--out {}: the folder already holds a run ({CONFIG_FILE}); choose another folder or pass --overwrite",
+                folder.path.display()
+            ),
+            Contents::Other(name) => bail!(
+                "--out {}: the folder holds files that are not a run's ({name:?}); a run folder must be new, empty or a run folder",
+                folder.path.display()
+            ),
+        }
+        Ok(folder)
+    }
+
+    /// What is at the folder's path.
+    fn contents(&self) -> Result<Contents> {
+        let shown = self.path.display();
+        let meta = match fs::metadata(&self.path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Contents::Missing),
+            Err(e) if e.kind() == ErrorKind::NotADirectory => {
+                bail!("--out {shown}: part of the path is a file, not a folder")
+            }
+            Err(e) => bail!("--out {shown}: {e}"),
+        };
+        ensure!(meta.is_dir(), "--out {shown}: a file, not a folder");
+        let entries = fs::read_dir(&self.path).with_context(|| format!("--out {shown}"))?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.with_context(|| format!("--out {shown}"))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        if names.is_empty() {
+            return Ok(Contents::Empty);
+        }
+        if names.iter().any(|name| name == CONFIG_FILE) {
+            return Ok(Contents::Run);
+        }
+        let other = names.into_iter().find(|name| !is_run_file(name));
+        Ok(other.map_or(Contents::Run, Contents::Other))
+    }
+
+    /// Removes the files of the run in the folder (and the temporary files of a write that was
+    /// cut short), leaving anything else.
+    fn remove_run_files(&self) -> Result<()> {
+        let leftovers = fs::read_dir(&self.path)
+            .with_context(|| format!("--out {}", self.path.display()))?
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| is_temporary_run_file(name));
+        let files = leftovers.chain(RUN_FILES.iter().map(|name| name.to_string()));
+        for name in files.collect::<Vec<_>>() {
+            let file = self.path.join(&name);
+            match fs::symlink_metadata(&file) {
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => bail!("--overwrite: cannot inspect {}: {e}", file.display()),
+                Ok(meta) => ensure!(
+                    !meta.is_dir(),
+                    "--overwrite: {} is a folder, not a run's file; remove it yourself",
+                    file.display()
+                ),
+            }
+            fs::remove_file(&file)
+                .with_context(|| format!("--overwrite: cannot remove {}", file.display()))?;
+        }
+        Ok(())
     }
 
     /// The run folder at `path`, to read.
@@ -83,18 +183,17 @@ impl RunFolder {
         })
     }
 
-    /// The run's config.json; a folder without one is not a run.
+    /// The run's config.json, checked like flags; a folder without one is not a run.
     pub fn read_config(&self) -> Result<RunConfig> {
         let path = self.config_path();
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "cannot read {}: is {} a run folder (from train or finetune)?",
-                path.display(),
+        if !path.exists() {
+            bail!(
+                "{} has no {CONFIG_FILE}: is it a run folder (from train or finetune)?",
                 self.path.display()
-            )
-        })?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a run configuration", path.display()))
+            );
+        }
+        let text = fsutil::read_text_limited(&path, MAX_CONFIG_BYTES, "run configuration")?;
+        RunConfig::parse(&text).with_context(|| format!("{}", path.display()))
     }
 
     /// Rewrites `metrics.jsonl` with all records so far (atomically, so it is never cut short).
@@ -117,7 +216,7 @@ impl RunFolder {
 /// `config.json`, an error naming the file and the field when it has one that does not parse.
 pub fn config_beside(checkpoint: &Path) -> Result<Option<RunConfig>> {
     let folder = RunFolder::open(checkpoint.parent().unwrap_or(Path::new(".")));
-    if !folder.config_path().is_file() {
+    if !folder.config_path().exists() {
         return Ok(None);
     }
     folder.read_config().map(Some)
@@ -125,16 +224,42 @@ pub fn config_beside(checkpoint: &Path) -> Result<Option<RunConfig>> {
 
 /// Reads a `metrics.jsonl`, naming the line that does not parse.
 pub fn read_metrics(path: &Path) -> Result<Vec<EpochRecord>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = fsutil::read_text_limited(path, MAX_METRICS_BYTES, "metrics file")?;
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(i, line)| {
-            serde_json::from_str(line)
+            parse_record(line)
                 .with_context(|| format!("{} line {}: not an epoch record", path.display(), i + 1))
         })
         .collect()
+}
+
+/// What a folder for a new run holds.
+enum Contents {
+    Missing,
+    Empty,
+    /// A run's files (config.json, or only files of [`RUN_FILES`]).
+    Run,
+    /// A file that is not a run's, named.
+    Other(String),
+}
+
+fn is_run_file(name: &str) -> bool {
+    RUN_FILES.contains(&name) || is_temporary_run_file(name)
+}
+
+/// A temporary file of [`fsutil`]'s atomic writes of a run file: `.model.ot.XXXXXX.tmp.ot`.
+fn is_temporary_run_file(name: &str) -> bool {
+    RUN_FILES
+        .iter()
+        .any(|file| name.starts_with(&format!(".{file}.")) && name.contains(".tmp"))
+}
+
+fn parse_record(line: &str) -> Result<EpochRecord> {
+    let record: EpochRecord = serde_json::from_str(line)?;
+    record.validate()?;
+    Ok(record)
 }
 
 /// `runs/<YYYYmmdd-HHMMSS>` in UTC, with a suffix when that folder already exists.
@@ -165,7 +290,7 @@ mod tests {
     #[test]
     fn metrics_round_trip_one_line_per_epoch() {
         let dir = tempfile::tempdir().unwrap();
-        let run = RunFolder::create(Some(dir.path()), false).unwrap();
+        let run = RunFolder::create(Some(dir.path()), FolderUse::New).unwrap();
         run.write_metrics(&[record(1), record(2)]).unwrap();
         let text = std::fs::read_to_string(dir.path().join(METRICS_FILE)).unwrap();
         assert_eq!(text.lines().count(), 2);
@@ -184,11 +309,45 @@ mod tests {
     #[test]
     fn an_existing_run_is_not_overwritten_by_default() {
         let dir = tempfile::tempdir().unwrap();
-        let run = RunFolder::create(Some(dir.path()), false).unwrap();
+        let run = RunFolder::create(Some(dir.path()), FolderUse::New).unwrap();
         run.write_metrics(&[record(1)]).unwrap();
-        let err = RunFolder::create(Some(dir.path()), false).unwrap_err();
+        let err = RunFolder::create(Some(dir.path()), FolderUse::New).unwrap_err();
         assert!(err.to_string().contains("--overwrite"), "{err}");
-        assert!(RunFolder::create(Some(dir.path()), true).is_ok());
+        assert!(RunFolder::create(Some(dir.path()), FolderUse::Overwrite).is_ok());
+    }
+
+    #[test]
+    fn overwriting_removes_the_old_runs_files_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in RUN_FILES
+            .iter()
+            .chain(&[".model.ot.abc123.tmp.ot", "notes.txt"])
+        {
+            fs::write(dir.path().join(file), b"old").unwrap();
+        }
+        RunFolder::create(Some(dir.path()), FolderUse::Overwrite).unwrap();
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["notes.txt"]);
+    }
+
+    #[test]
+    fn a_folder_with_other_files_or_a_file_is_not_a_run_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("train-images-idx3-ubyte"), b"data").unwrap();
+        for how in [FolderUse::New, FolderUse::Overwrite] {
+            let err = RunFolder::create(Some(dir.path()), how).unwrap_err();
+            assert!(err.to_string().contains("not a run's"), "{err}");
+        }
+        assert!(dir.path().join("train-images-idx3-ubyte").exists());
+        let file = dir.path().join("train-images-idx3-ubyte/");
+        let err = RunFolder::create(Some(&file), FolderUse::New).unwrap_err();
+        assert!(err.to_string().contains("not a folder"), "{err}");
+        let fresh = dir.path().join("a/b");
+        assert!(RunFolder::create(Some(&fresh), FolderUse::New).is_ok());
+        assert!(fresh.is_dir());
     }
 
     #[test]

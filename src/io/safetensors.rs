@@ -82,10 +82,10 @@ pub fn read(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>> {
         .collect()
 }
 
-/// The architecture named in a safetensors file's metadata, if any.
-pub fn declared_architecture(path: &Path) -> Result<Option<String>> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+/// The architecture named in the metadata of the safetensors file `path` (read only when it is
+/// a regular file of at most `max_bytes`), if any.
+pub fn declared_architecture(path: &Path, max_bytes: u64) -> Result<Option<String>> {
+    let bytes = crate::fsutil::read_limited(path, max_bytes, "checkpoint")?;
     let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| {
         anyhow!(
             "checkpoint {} is not a readable safetensors file: {e:?}",

@@ -26,11 +26,10 @@ use tracing::{info, warn};
 pub use charts::{curves_size, CONFUSION_SIZE, PANEL_SIZE};
 pub use gallery::{FILTERS_SIZE, MISTAKES_SIZE};
 
-pub const CURVES_FILE: &str = "curves.png";
-pub const CONFUSION_FILE: &str = "confusion.png";
-pub const MISTAKES_FILE: &str = "mistakes.png";
-pub const FILTERS_FILE: &str = "filters.png";
-pub const HTML_FILE: &str = "report.html";
+/// The report's files, listed with the run folder's others (see [`crate::io::run_folder`]).
+pub use crate::io::run_folder::{
+    CONFUSION_FILE, CURVES_FILE, FILTERS_FILE, HTML_FILE, MISTAKES_FILE,
+};
 
 /// What the report was computed on and what it wrote.
 #[derive(Debug, Serialize)]

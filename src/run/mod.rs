@@ -7,5 +7,5 @@ pub mod plan;
 pub mod sink;
 pub mod training;
 
-pub use plan::{Resumable, RunPlan, Start};
+pub use plan::{Resumable, ResumeChanges, RunPlan, Start};
 pub use training::{execute, CompletedRun};

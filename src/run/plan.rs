@@ -33,6 +33,15 @@ pub struct RunPlan {
     pub device: Device,
 }
 
+/// What `--resume` may change in a run's settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResumeChanges {
+    /// A new total of epochs (to extend a finished run).
+    pub epochs: Option<Epochs>,
+    /// Save the state every this many steps from now on.
+    pub checkpoint_every_steps: Option<usize>,
+}
+
 /// A run folder to continue: its config, its epochs so far and the state it saved after the
 /// last completed one.
 pub struct Resumable {
@@ -49,14 +58,21 @@ impl Resumable {
         let config = folder.read_config()?;
         let state_path = folder.resume_path();
         ensure!(
-            state_path.is_file(),
-            "--resume {}: no {} (the run never completed an epoch, or was made by an older \
-             version)",
+            state_path.exists(),
+            "--resume {}: no {} (the run stopped before its first step was saved, or was made \
+             by an older version)",
             dir.display(),
             crate::io::run_folder::RESUME_FILE
         );
         let state = TrainingState::new(checkpoint::read_tensors(&state_path)?);
-        let history = History::resumed(folder.read_metrics()?, state.completed_epochs()?)?;
+        let completed = state.completed_epochs()?;
+        // A run stopped within its first epoch has no metrics yet.
+        let records = if completed == 0 && !folder.metrics_path().exists() {
+            Vec::new()
+        } else {
+            folder.read_metrics()?
+        };
+        let history = History::resumed(records, completed)?;
         Ok(Self {
             folder,
             config,
@@ -66,13 +82,24 @@ impl Resumable {
     }
 
     /// The plan that continues the run on `device` with its own settings and data, up to
-    /// `epochs` when given.
-    pub fn plan(self, epochs: Option<Epochs>, device: Device) -> RunPlan {
+    /// `changes.epochs` when given. A run with nothing left to train is refused here, before
+    /// anything in its folder changes.
+    pub fn plan(self, changes: ResumeChanges, device: Device) -> Result<RunPlan> {
         let mut options = self.config.options.clone();
-        if let Some(epochs) = epochs {
+        if let Some(epochs) = changes.epochs {
             options.epochs = epochs;
         }
-        RunPlan {
+        if changes.checkpoint_every_steps.is_some() {
+            options.checkpoint_every_steps = changes.checkpoint_every_steps;
+        }
+        let done = self.state.completed_epochs()?;
+        ensure!(
+            done < options.epochs.count(),
+            "--resume {}: the run has already completed {done} of {} epochs; pass --epochs with              a larger total to train further",
+            self.folder.path().display(),
+            options.epochs
+        );
+        Ok(RunPlan {
             command: self.config.command,
             data: self.config.data.spec(),
             options,
@@ -80,6 +107,6 @@ impl Resumable {
             overwrite: true,
             device,
             start: Start::Resume(Box::new(self)),
-        }
+        })
     }
 }

@@ -1,6 +1,10 @@
 //! The run folder as the training loop's [`EpochSink`]: after each epoch, `model.ot` (when the
-//! epoch is the best so far), `metrics.jsonl`, then `resume.ot`, each written atomically.
+//! epoch is the best so far), `metrics.jsonl`, then `resume.ot`, each written atomically; and
+//! `resume.ot` again whenever the loop saves its state within an epoch. It remembers what it
+//! wrote, so that a run that stops can say exactly what its folder holds.
 
+use crate::interrupt::StopPoint;
+use crate::io::run_folder::{CONFIG_FILE, METRICS_FILE, MODEL_FILE, RESUME_FILE};
 use crate::io::{checkpoint, RunFolder};
 use crate::model::{Classifier, NamedTensor};
 use crate::train::{EpochSink, History};
@@ -8,17 +12,66 @@ use anyhow::Result;
 
 pub struct FolderSink<'a> {
     pub folder: &'a RunFolder,
+    /// The epoch whose weights this process last wrote to model.ot.
+    pub model_epoch: Option<usize>,
+    /// The epochs metrics.jsonl holds, as this process last wrote it.
+    pub metrics_epochs: Option<usize>,
+    /// Where the state this process last wrote to resume.ot was taken.
+    pub state_at: Option<StopPoint>,
+}
+
+impl<'a> FolderSink<'a> {
+    pub fn new(folder: &'a RunFolder) -> Self {
+        Self {
+            folder,
+            model_epoch: None,
+            metrics_epochs: None,
+            state_at: None,
+        }
+    }
+
+    /// What the folder holds now, file by file: "config.json, model.ot (epoch 2), …".
+    pub fn holdings(&self) -> String {
+        let mut files = vec![CONFIG_FILE.to_owned()];
+        let present = |name: &str| self.folder.path().join(name).is_file();
+        let earlier = "(from before this process)";
+        if present(MODEL_FILE) {
+            files.push(match self.model_epoch {
+                Some(epoch) => format!("{MODEL_FILE} (epoch {epoch})"),
+                None => format!("{MODEL_FILE} {earlier}"),
+            });
+        }
+        if present(METRICS_FILE) {
+            files.push(match self.metrics_epochs {
+                Some(0) => format!("{METRICS_FILE} (the starting scores)"),
+                Some(epochs) => format!("{METRICS_FILE} (epochs 1 to {epochs})"),
+                None => format!("{METRICS_FILE} {earlier}"),
+            });
+        }
+        if present(RESUME_FILE) {
+            files.push(match self.state_at {
+                Some(at) => format!("{RESUME_FILE} (the state after {at})"),
+                None => format!("{RESUME_FILE} {earlier}"),
+            });
+        }
+        files.join(", ")
+    }
 }
 
 impl EpochSink for FolderSink<'_> {
     fn epoch_scored(&mut self, history: &History, is_best: bool, model: &Classifier) -> Result<()> {
         if is_best {
             checkpoint::save(model, &self.folder.model_path())?;
+            self.model_epoch = Some(history.last_epoch());
         }
-        self.folder.write_metrics(history.records())
+        self.folder.write_metrics(history.records())?;
+        self.metrics_epochs = Some(history.last_epoch());
+        Ok(())
     }
 
-    fn state_captured(&mut self, state: &[NamedTensor]) -> Result<()> {
-        checkpoint::save_tensors(state, &self.folder.resume_path())
+    fn state_captured(&mut self, at: StopPoint, state: &[NamedTensor]) -> Result<()> {
+        checkpoint::save_tensors(state, &self.folder.resume_path())?;
+        self.state_at = Some(at);
+        Ok(())
     }
 }

@@ -10,7 +10,7 @@ use crate::device::DeviceName;
 use crate::eval::{EvalSets, Scores};
 use crate::interrupt::{self, Interrupted};
 use crate::io::run_config::now_utc;
-use crate::io::run_folder::RESUME_FILE;
+use crate::io::run_folder::{FolderUse, RESUME_FILE};
 use crate::io::{checkpoint, RunCommand, RunConfig, RunFolder, RunStatus};
 use crate::model::Classifier;
 use crate::runtime;
@@ -42,12 +42,19 @@ struct Beginning {
 
 /// Runs a training session end to end.
 pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
+    // Listening before config.json says "running": a signal from now on stops the run after a
+    // step, with its state saved and its status set.
+    interrupt::install()?;
     let data = Dataset::load(&plan.data)?.to_device(plan.device);
     let beginning = begin(plan.start, plan.options.seed, plan.device)?;
-    let folder = RunFolder::create(
-        plan.out.as_deref(),
-        plan.overwrite || beginning.resumed.is_some(),
-    )?;
+    let how = if beginning.resumed.is_some() {
+        FolderUse::Continue
+    } else if plan.overwrite {
+        FolderUse::Overwrite
+    } else {
+        FolderUse::New
+    };
+    let folder = RunFolder::create(plan.out.as_deref(), how)?;
     let sets = EvalSets {
         validation: data.validation.as_ref(),
         test: data.test.as_ref(),
@@ -55,6 +62,7 @@ pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
     let model = beginning.model;
     let mut config = new_config(plan.command, &plan.options, plan.device, &model, &data);
     config.parent = beginning.parent.clone();
+    let resuming = beginning.resumed.is_some();
     let (mut history, state) = match beginning.resumed {
         Some(resumed) => {
             // The run's own history: its start time, its starting scores, its epochs so far.
@@ -73,7 +81,8 @@ pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
     folder.write_config(&config)?;
     log_start(&config, &folder);
 
-    interrupt::install()?;
+    // From here on config.json says "running": every way out that the process can catch (an
+    // error, a signal, a panic) must record how the run ended.
     let fit = Fit {
         model: &model,
         train: &data.train,
@@ -81,9 +90,14 @@ pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
         options: &plan.options,
         resume: state.as_ref(),
     };
-    let outcome = match fit.run(&mut history, &mut FolderSink { folder: &folder }) {
+    let mut sink = FolderSink::new(&folder);
+    if !resuming && config.before.is_some() {
+        sink.metrics_epochs = Some(0); // the starting checkpoint's scores
+    }
+    let fitted = catching_panics(|| fit.run(&mut history, &mut sink));
+    let outcome = match fitted {
         Ok(outcome) => outcome,
-        Err(err) => return Err(mark_stopped(err, &folder, &mut config, &history)),
+        Err(err) => return Err(mark_stopped(err, &sink, &mut config)),
     };
     let final_metrics = FinalMetrics::new(&history, outcome);
     mark_completed(&folder, &mut config, &final_metrics)?;
@@ -93,6 +107,19 @@ pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
         final_metrics,
         model,
         test: data.test,
+    })
+}
+
+/// Runs `work`, turning a panic into an error (after the panic message is printed), so that the
+/// caller can still record that the run failed.
+fn catching_panics<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        Err(anyhow::anyhow!("internal error: {what}"))
     })
 }
 
@@ -218,30 +245,35 @@ fn mark_completed(
     Ok(())
 }
 
-/// Records in config.json how the run stopped (interrupted or failed) and says what the folder
-/// keeps; returns the error to pass on.
-fn mark_stopped(
-    err: anyhow::Error,
-    folder: &RunFolder,
-    config: &mut RunConfig,
-    history: &History,
-) -> anyhow::Error {
-    let interrupted = err.downcast_ref::<Interrupted>().is_some();
-    config.status = if interrupted {
-        RunStatus::Interrupted
-    } else {
-        RunStatus::Failed
+/// Records in config.json how the run stopped (interrupted or failed) and says exactly what the
+/// folder holds; returns the error to pass on.
+fn mark_stopped(err: anyhow::Error, sink: &FolderSink, config: &mut RunConfig) -> anyhow::Error {
+    let folder = sink.folder;
+    let interrupted = err.downcast_ref::<Interrupted>();
+    config.status = match interrupted {
+        Some(_) => RunStatus::Interrupted,
+        None => RunStatus::Failed,
     };
     config.finished_at = Some(now_utc());
     if let Err(write_error) = folder.write_config(config) {
         return write_error;
     }
+    let how = match interrupted {
+        Some(stop) => format!("stopped by {} after {}", stop.signal_name(), stop.at),
+        None => "failed".to_owned(),
+    };
+    let next = if folder.resume_path().is_file() {
+        format!(
+            "continue it with `mnist-cnn train --resume {}`",
+            folder.path().display()
+        )
+    } else {
+        format!("no {RESUME_FILE} was saved yet: start the run again")
+    };
     warn!(
-        "{}: the run folder {} keeps epoch {} (model.ot, metrics.jsonl, {RESUME_FILE}); continue it with `mnist-cnn train --resume {}`",
-        if interrupted { "stopped" } else { "failed" },
+        "{how}: the run folder {} holds {}; {next}",
         folder.path().display(),
-        history.last_epoch(),
-        folder.path().display()
+        sink.holdings()
     );
     err
 }

@@ -21,7 +21,7 @@ pub mod state;
 pub mod trainer;
 
 pub use fit::{Discard, EpochSink, Fit};
-pub use options::{Epochs, Freeze, Recipe, TrainOptions};
+pub use options::{rules, Epochs, Freeze, Recipe, TrainOptions};
 pub use records::{EpochRecord, FinalMetrics, FitOutcome, History};
 pub use state::TrainingState;
 pub use trainer::train_step;

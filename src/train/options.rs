@@ -3,9 +3,36 @@
 
 use crate::choice::Choice;
 use crate::nn::{names, Architecture};
+use crate::rule::Rule;
 use crate::schedule::Schedule;
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+/// The accepted range of each training setting, for its flag and its key in config.json alike.
+pub mod rules {
+    use super::{Epochs, Rule};
+
+    /// Larger than MNIST's training set, small enough that a batch of 28×28 floats fits in memory.
+    pub const MAX_BATCH_SIZE: usize = 65_536;
+
+    pub const EPOCHS: Rule<f64> = Rule::new(
+        Epochs::is_valid,
+        "a positive number of epochs up to 100000 (1.5 ends with half an epoch)",
+    );
+    pub const BATCH_SIZE: Rule<usize> = Rule::new(
+        |n| (1..=MAX_BATCH_SIZE).contains(&n),
+        "at least 1 and at most 65536",
+    );
+    pub const LEARNING_RATE: Rule<f64> =
+        Rule::new(|x| x.is_finite() && x > 0.0, "a positive, finite number");
+    pub const LABEL_SMOOTHING: Rule<f64> =
+        Rule::new(|x| (0.0..1.0).contains(&x), "at least 0 and below 1");
+    /// A decay of 1 would never move the average from the initial weights.
+    pub const AVERAGE_DECAY: Rule<f64> = Rule::new(|x| x > 0.0 && x < 1.0, "above 0 and below 1");
+    pub const PATIENCE: Rule<usize> = Rule::new(|n| n >= 1, "at least 1");
+    pub const CHECKPOINT_EVERY_STEPS: Rule<usize> = Rule::new(|n| n >= 1, "at least 1");
+}
 
 /// Which layers get no gradient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -216,6 +243,25 @@ pub struct TrainOptions {
     /// Decay of the exponential moving average of the weights (evaluated and saved in place of
     /// the raw weights), when enabled.
     pub weight_averaging: Option<f64>,
+    /// Save the training state (resume.ot) every this many steps within an epoch as well as
+    /// after it, so that a kill loses at most that many steps. It does not change the results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every_steps: Option<usize>,
+}
+
+impl TrainOptions {
+    /// Checks every setting against its rule (the same rules as the flags'); the error names
+    /// the setting by its config.json key.
+    pub fn validate(&self) -> Result<()> {
+        rules::EPOCHS.check("epochs", self.epochs.0)?;
+        rules::BATCH_SIZE.check("batch_size", self.batch_size)?;
+        rules::LEARNING_RATE.check("learning_rate", self.learning_rate)?;
+        rules::LABEL_SMOOTHING.check("label_smoothing", self.label_smoothing)?;
+        rules::AVERAGE_DECAY.check_optional("weight_averaging", self.weight_averaging)?;
+        rules::PATIENCE.check_optional("patience", self.patience)?;
+        rules::CHECKPOINT_EVERY_STEPS
+            .check_optional("checkpoint_every_steps", self.checkpoint_every_steps)
+    }
 }
 
 impl Default for TrainOptions {
@@ -232,6 +278,7 @@ impl Default for TrainOptions {
             choose_by_validation: false,
             patience: None,
             weight_averaging: None,
+            checkpoint_every_steps: None,
         }
     }
 }
@@ -255,6 +302,69 @@ mod tests {
         }
         assert_eq!(serde_json::to_string(&Epochs(10.0)).unwrap(), "10");
         assert_eq!(serde_json::to_string(&Epochs(1.5)).unwrap(), "1.5");
+    }
+
+    #[test]
+    fn every_setting_is_checked_and_named_by_its_key() {
+        assert!(TrainOptions::default().validate().is_ok());
+        for recipe in Recipe::ALL {
+            assert!(recipe.options().validate().is_ok(), "{recipe}");
+        }
+        let cases: [(TrainOptions, &str); 7] = [
+            (
+                TrainOptions {
+                    batch_size: 0,
+                    ..Default::default()
+                },
+                "batch_size is 0",
+            ),
+            (
+                TrainOptions {
+                    epochs: Epochs(1e300),
+                    ..Default::default()
+                },
+                "epochs is 1e300",
+            ),
+            (
+                TrainOptions {
+                    learning_rate: -1.0,
+                    ..Default::default()
+                },
+                "learning_rate is -1",
+            ),
+            (
+                TrainOptions {
+                    label_smoothing: 5.0,
+                    ..Default::default()
+                },
+                "label_smoothing is 5",
+            ),
+            (
+                TrainOptions {
+                    weight_averaging: Some(1.0),
+                    ..Default::default()
+                },
+                "weight_averaging is 1",
+            ),
+            (
+                TrainOptions {
+                    patience: Some(0),
+                    ..Default::default()
+                },
+                "patience is 0",
+            ),
+            (
+                TrainOptions {
+                    checkpoint_every_steps: Some(0),
+                    ..Default::default()
+                },
+                "checkpoint_every_steps is 0",
+            ),
+        ];
+        for (options, expected) in cases {
+            let err = options.validate().unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{err}");
+        }
     }
 
     #[test]

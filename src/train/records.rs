@@ -24,6 +24,55 @@ pub struct EpochRecord {
 }
 
 impl EpochRecord {
+    /// Checks the values a metrics.jsonl line claims, by key: a damaged or edited line must
+    /// not reach the report's charts as an accuracy of 2.5 or a negative loss.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            self.epoch as f64 <= super::Epochs::MAX,
+            "epoch is {}: beyond the most epochs a run may have",
+            self.epoch
+        );
+        let scores = &self.scores;
+        let losses = [
+            ("train_loss", self.train_loss),
+            ("validation_loss", scores.validation_loss),
+            ("test_loss", scores.test_loss),
+        ];
+        for (key, loss) in losses {
+            if let Some(loss) = loss {
+                ensure!(
+                    loss.is_finite() && loss >= 0.0,
+                    "{key} is {loss}: must be a finite number from 0"
+                );
+            }
+        }
+        let accuracies = [
+            ("validation_accuracy", scores.validation_accuracy),
+            ("test_accuracy", scores.test_accuracy),
+        ];
+        for (key, accuracy) in accuracies {
+            if let Some(accuracy) = accuracy {
+                ensure!(
+                    (0.0..=1.0).contains(&accuracy),
+                    "{key} is {accuracy}: must be from 0 to 1"
+                );
+            }
+        }
+        let amounts = [
+            ("seconds", self.seconds),
+            ("images_per_second", self.images_per_second),
+            ("learning_rate", self.learning_rate),
+            ("learning_rate_end", self.learning_rate_end),
+        ];
+        for (key, amount) in amounts {
+            ensure!(
+                amount.is_finite() && amount >= 0.0,
+                "{key} is {amount}: must be a finite number from 0"
+            );
+        }
+        Ok(())
+    }
+
     /// Epoch 0: the starting checkpoint's scores, before any training.
     pub fn start(scores: Scores) -> Self {
         Self {

@@ -1,20 +1,27 @@
-//! The training state after a completed epoch, as one file of named tensors (`resume.ot`), so
-//! that a run can be resumed from it bit for bit:
+//! The training state after a completed epoch, or after a step within one, as one file of
+//! named tensors (`resume.ot`), so that a run can be resumed from it bit for bit:
 //!
 //! - `state.epoch`: the epochs completed;
+//! - `state.step`, `state.loss_sum`, `state.images`, `state.seconds`: when the run stopped
+//!   within the next epoch, the steps it had done there and what the epoch had measured so far
+//!   (see [`PartialEpoch`]);
 //! - `model.NAME`: the raw weights (every variable, batch-norm statistics included);
 //! - `adam.step`, `adam.m.NAME`, `adam.v.NAME`: the optimizer (see [`crate::optim`]);
 //! - `ema.NAME`: the weight average, when the run keeps one;
 //! - `best.epoch`, `best.accuracy`, `best.NAME`: the best epoch so far and its weights.
 
 use super::best::Best;
-use super::trainer::Trainer;
+use super::trainer::{PartialEpoch, Trainer};
 use crate::model::NamedTensor;
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use std::collections::BTreeMap;
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 const EPOCH: &str = "state.epoch";
+const STEP: &str = "state.step";
+const LOSS_SUM: &str = "state.loss_sum";
+const IMAGES: &str = "state.images";
+const SECONDS: &str = "state.seconds";
 
 /// A saved training state, as read back from `resume.ot`.
 pub struct TrainingState {
@@ -28,7 +35,7 @@ impl TrainingState {
 
     /// The epochs the state had completed.
     pub fn completed_epochs(&self) -> Result<usize> {
-        Ok(self.get(EPOCH)?.int64_value(&[]) as usize)
+        self.count(EPOCH)
     }
 
     fn get(&self, key: &str) -> Result<&Tensor> {
@@ -37,19 +44,78 @@ impl TrainingState {
             .with_context(|| format!("the resume state has no {key}"))
     }
 
-    /// The tensors `prefix.NAME` for every variable of the model, in its order.
+    /// The single number `key` holds (a file may hold any shape there).
+    fn scalar(&self, key: &str) -> Result<f64> {
+        let tensor = self.get(key)?;
+        ensure!(
+            tensor.numel() == 1 && tensor.size().len() <= 1,
+            "{key} has shape {:?}, expected a single number",
+            tensor.size()
+        );
+        let value = tensor.reshape([-1]).double_value(&[0]);
+        ensure!(value.is_finite(), "{key} is {value}");
+        Ok(value)
+    }
+
+    /// A count: a whole number from 0 up to what a run can reach.
+    fn count(&self, key: &str) -> Result<usize> {
+        let value = self.scalar(key)?;
+        ensure!(
+            value >= 0.0 && value.fract() == 0.0 && value < 1e12,
+            "{key} is {value}, not a count"
+        );
+        Ok(value as usize)
+    }
+
+    /// Where the next epoch (`epoch`) stopped, when the state was saved within it; `steps` is
+    /// the number of steps that epoch has.
+    pub(super) fn partial(
+        &self,
+        epoch: usize,
+        steps: usize,
+        device: Device,
+    ) -> Result<Option<PartialEpoch>> {
+        if !self.tensors.contains_key(STEP) {
+            return Ok(None); // saved at the end of an epoch
+        }
+        let steps_done = self.count(STEP)?;
+        ensure!(
+            (1..steps).contains(&steps_done),
+            "{STEP} is {steps_done}, but epoch {epoch} has {steps} steps with these settings"
+        );
+        Ok(Some(PartialEpoch {
+            epoch,
+            steps_done,
+            loss_sum: Tensor::from(self.scalar(LOSS_SUM)? as f32).to_device(device),
+            images: self.count(IMAGES)?,
+            seconds: self.scalar(SECONDS)?,
+        }))
+    }
+
+    /// The tensors `prefix.NAME` for every variable of the model, in its order, each checked
+    /// against the variable's shape.
     fn prefixed(&self, trainer: &Trainer, prefix: &str) -> Result<Vec<Tensor>> {
-        trainer
-            .model
-            .variable_names()
+        let names = trainer.model.variable_names();
+        names
             .iter()
-            .map(|name| Ok(self.get(&format!("{prefix}.{name}"))?.shallow_clone()))
+            .zip(trainer.model.variables())
+            .map(|(name, variable)| {
+                let key = format!("{prefix}.{name}");
+                let saved = self.get(&key)?;
+                ensure!(
+                    saved.size() == variable.tensor.size(),
+                    "{key} has shape {:?}, expected {:?}",
+                    saved.size(),
+                    variable.tensor.size()
+                );
+                Ok(saved.to_kind(Kind::Float))
+            })
             .collect()
     }
 
     /// Puts the state back into the trainer (weights, optimizer, average); returns the best
-    /// epoch it had chosen.
-    pub(super) fn restore(&self, trainer: &mut Trainer) -> Result<Best> {
+    /// epoch it had chosen, if it had completed one.
+    pub(super) fn restore(&self, trainer: &mut Trainer) -> Result<Option<Best>> {
         trainer.model.restore(&self.prefixed(trainer, "model")?);
         trainer.optimizer.load_state(&self.tensors)?;
         if trainer.average.is_some() {
@@ -60,22 +126,39 @@ impl TrainingState {
                 average.load(&shadow);
             }
         }
-        Ok(Best {
-            epoch: self.get("best.epoch")?.int64_value(&[]) as usize,
-            accuracy: self.get("best.accuracy")?.double_value(&[]),
+        if !self.tensors.contains_key("best.epoch") {
+            return Ok(None);
+        }
+        Ok(Some(Best {
+            epoch: self.count("best.epoch")?,
+            accuracy: self.scalar("best.accuracy")?,
             weights: self
                 .prefixed(trainer, "best")?
                 .iter()
                 .map(|t| t.copy())
                 .collect(),
-        })
+        }))
     }
 }
 
-/// The state after `epoch`, to write as `resume.ot`.
-pub(super) fn capture(epoch: usize, trainer: &Trainer, best: Option<&Best>) -> Vec<NamedTensor> {
+/// The state after `epoch` completed epochs, and `partial`'s steps into the next one, to write
+/// as `resume.ot`.
+pub(super) fn capture(
+    epoch: usize,
+    trainer: &Trainer,
+    best: Option<&Best>,
+    partial: Option<&PartialEpoch>,
+) -> Vec<NamedTensor> {
     let names = trainer.model.variable_names();
     let mut tensors = vec![named(EPOCH.to_owned(), Tensor::from(epoch as i64))];
+    if let Some(partial) = partial {
+        tensors.extend([
+            named(STEP.to_owned(), Tensor::from(partial.steps_done as i64)),
+            named(LOSS_SUM.to_owned(), partial.loss_sum.to_device(Device::Cpu)),
+            named(IMAGES.to_owned(), Tensor::from(partial.images as i64)),
+            named(SECONDS.to_owned(), Tensor::from(partial.seconds)),
+        ]);
+    }
     for (name, variable) in names.iter().zip(trainer.model.variables()) {
         tensors.push(named(
             format!("model.{name}"),

@@ -10,7 +10,7 @@ use super::average::WeightAverage;
 use super::options::TrainOptions;
 use crate::augment::{self, AffineRanges};
 use crate::data::Split;
-use crate::interrupt::Interrupted;
+use crate::interrupt;
 use crate::model::Classifier;
 use crate::optim::Adam;
 use crate::schedule::Schedule;
@@ -44,6 +44,30 @@ pub struct EpochResult {
     pub loss: f64,
     pub seconds: f64,
     pub images: usize,
+}
+
+/// An epoch stopped after a step before its end: what is needed to go on from that step.
+pub struct PartialEpoch {
+    pub epoch: usize,
+    /// Steps done in the epoch.
+    pub steps_done: usize,
+    /// The sum of loss × batch length so far, as the loop keeps it (a float on the device), so
+    /// that the epoch's mean loss comes out the same after a resume.
+    pub loss_sum: Tensor,
+    pub images: usize,
+    /// Training time spent in the epoch so far.
+    pub seconds: f64,
+}
+
+/// How a call to [`Trainer::train_epoch`] ended.
+pub enum EpochRun {
+    Finished(EpochResult),
+    /// Stopped after a step within the epoch: `signal` asked to stop, or (without one) the
+    /// state is due to be saved (`checkpoint_every_steps`) and the epoch goes on.
+    Paused {
+        partial: PartialEpoch,
+        signal: Option<i32>,
+    },
 }
 
 /// The moving parts of a run's optimisation.
@@ -93,29 +117,36 @@ impl<'a> Trainer<'a> {
         self.options.epochs.steps_in(epoch, self.steps_per_epoch)
     }
 
-    /// One pass over the training set in the epoch's order.
+    /// Trains `epoch` in its order, from its first step or from where `partial` stopped.
     ///
-    /// Stops with an [`Interrupted`] error after the current step when SIGINT or SIGTERM has
-    /// arrived, and with an error when the loss stops being finite.
-    pub fn train_epoch(&mut self, train: &Split, epoch: usize) -> Result<EpochResult> {
+    /// Pauses after a step when SIGINT or SIGTERM has arrived, or when the state is due to be
+    /// saved; stops with an error when the loss stops being finite. A signal after the last
+    /// step of the epoch is left for the caller, which saves the whole epoch first.
+    pub fn train_epoch(
+        &mut self,
+        train: &Split,
+        epoch: usize,
+        partial: Option<PartialEpoch>,
+    ) -> Result<EpochRun> {
         let options = self.options;
         let device = self.model.device();
         let n = train.len();
         let (first_step, steps) = (self.first_step(epoch), self.steps_in(epoch));
         let order =
             Tensor::from_slice(&rng::epoch_permutation(n, options.seed, epoch)).to_device(device);
+        let (start, mut loss_sum, mut images_seen, seconds_before) = match partial {
+            Some(p) => (p.steps_done, p.loss_sum, p.images, p.seconds),
+            None => (0, Tensor::zeros([], (Kind::Float, device)), 0, 0.0),
+        };
         let bar = progress::steps_bar(
             steps as u64,
             &format!("epoch {epoch}/{}", options.epochs.count()),
         );
-        let mut images_seen = 0;
+        bar.set_position(start as u64);
         let ranges = AffineRanges::default();
-        // Dropout draws from libtorch's global generator: seeding it per epoch keeps runs
-        // reproducible and lets a resumed run draw what the uninterrupted one would have.
-        tch::manual_seed(rng::epoch_seed(options.seed, epoch) as i64);
-        let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
         let started = Instant::now();
-        for step in 0..steps {
+        let seconds = |started: Instant| seconds_before + started.elapsed().as_secs_f64();
+        for step in start..steps {
             if options.schedule != Schedule::Constant {
                 self.optimizer.set_lr(self.clock.at(first_step + step));
             }
@@ -127,35 +158,52 @@ impl<'a> Trainer<'a> {
                 let mut rng = augment::step_rng(options.seed, epoch, step);
                 images = augment::random_affine(&images, &ranges, &mut rng);
             }
+            tch::manual_seed(rng::step_seed(options.seed, epoch, step) as i64);
             let loss = self.step(&images, &labels);
             loss_sum += loss.detach() * len as f64;
             images_seen += len;
             let done = step + 1;
             if done % PROGRESS_EVERY == 0 || done == steps {
                 let seen = (begin + len) as f64;
-                let elapsed = started.elapsed().as_secs_f64();
                 let mean_loss = loss_sum.double_value(&[]) / seen;
                 ensure!(
                     mean_loss.is_finite(),
                     "the training loss became {mean_loss} in epoch {epoch} (by step {done} of \
-                     {steps}); stopping. The run folder keeps the last completed epoch; a lower \
+                     {steps}); stopping. The run folder keeps the last saved state; a lower \
                      --lr usually helps"
                 );
                 bar.set_position(done as u64);
-                bar.set_message(format!("loss {mean_loss:.4}  {:.0} img/s", seen / elapsed));
+                bar.set_message(format!(
+                    "loss {mean_loss:.4}  {:.0} img/s",
+                    (images_seen as f64) / started.elapsed().as_secs_f64().max(1e-9)
+                ));
             }
-            if let Some(signal) = crate::interrupt::requested() {
+            if done == steps {
+                break;
+            }
+            interrupt::raise_if_asked_at_step(first_step + done);
+            let signal = interrupt::requested();
+            let save_due = options
+                .checkpoint_every_steps
+                .is_some_and(|every| done % every == 0);
+            if signal.is_some() || save_due {
                 bar.finish_and_clear();
-                return Err(Interrupted { signal, epoch }.into());
+                let partial = PartialEpoch {
+                    epoch,
+                    steps_done: done,
+                    loss_sum,
+                    images: images_seen,
+                    seconds: seconds(started),
+                };
+                return Ok(EpochRun::Paused { partial, signal });
             }
         }
-        let seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
-        Ok(EpochResult {
+        Ok(EpochRun::Finished(EpochResult {
             loss: loss_sum.double_value(&[]) / images_seen as f64,
-            seconds,
+            seconds: seconds(started),
             images: images_seen,
-        })
+        }))
     }
 
     /// One step on a batch, then the weight average's update.

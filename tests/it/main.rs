@@ -15,3 +15,4 @@ mod interop;
 mod pictures;
 mod report;
 mod serve;
+mod trust;

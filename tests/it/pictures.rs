@@ -477,7 +477,7 @@ fn odd_but_valid_pictures_are_read_and_broken_ones_fail_one_by_one() {
         .iter()
         .map(|(name, _, words)| (*name, *words))
         .chain([
-            ("folder.png", "is not a file"),
+            ("folder.png", "is a folder, not a regular file"),
             ("missing.png", "cannot open"),
         ]);
     for ((name, words), answer) in expected_errors.zip(errors) {

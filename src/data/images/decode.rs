@@ -4,7 +4,6 @@
 use anyhow::{ensure, Context, Result};
 use image::imageops::FilterType;
 use image::{ImageBuffer, Luma};
-use std::fs;
 use std::path::Path;
 
 /// Pictures wider or taller than this are refused before decoding (decompression bombs).
@@ -42,11 +41,18 @@ const WORKING_SIDE: u32 = 1024;
 /// dimensions before decoding. Transparent pixels are composited onto a background that
 /// contrasts with the opaque ones (white for dark strokes, black for light strokes).
 pub fn decode(path: &Path) -> Result<Grey> {
-    let metadata = fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?;
-    ensure!(metadata.is_file(), "{} is not a file", path.display());
+    let file = crate::fsutil::open_regular(path)?;
+    let metadata = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?;
     ensure!(metadata.len() > 0, "{} is an empty file", path.display());
-    let reader = image::ImageReader::open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?
+    let mut reader = image::ImageReader::new(std::io::BufReader::new(file));
+    // As ImageReader::open does: the extension names the format unless the content says
+    // otherwise.
+    if let Ok(format) = image::ImageFormat::from_path(path) {
+        reader.set_format(format);
+    }
+    let reader = reader
         .with_guessed_format()
         .with_context(|| format!("cannot read {}", path.display()))?;
     decode_reader(reader, &path.display().to_string(), DecodeLimits::default())
@@ -87,6 +93,10 @@ fn decode_reader<R: std::io::BufRead + std::io::Seek>(
             allowed.max_side,
             allowed.max_bytes >> 20
         ),
+        // Some decoders refuse a 0×0 header as "dimensions … too large".
+        e if names_zero_dimensions(&e.to_string()) => {
+            anyhow::anyhow!("{name} is an empty (0×0) picture")
+        }
         // The decoder's error repeats its cause in its source chain: show it once.
         e => anyhow::anyhow!("cannot decode {name}: {e}"),
     })?;
@@ -100,6 +110,17 @@ fn decode_reader<R: std::io::BufRead + std::io::Seek>(
         picture = picture.resize(WORKING_SIDE, WORKING_SIDE, FilterType::Triangle);
     }
     Ok(to_grey(&picture.to_rgba32f()))
+}
+
+/// Whether a decoder's message speaks of dimensions with a zero side ("Image dimensions (0x0 w/3
+/// channels) are too large").
+fn names_zero_dimensions(message: &str) -> bool {
+    let Some((_, rest)) = message.split_once("dimensions (") else {
+        return false;
+    };
+    let size = rest.split_whitespace().next().unwrap_or("");
+    size.split('x')
+        .any(|side| side.trim_end_matches(')') == "0")
 }
 
 /// Luma of each pixel, transparent parts composited onto a contrasting background.

@@ -28,6 +28,7 @@ pub fn load_folder(dir: &Path) -> Result<ImageFolder> {
         "--images {}: no such folder (expected DIR/0/*, …, DIR/9/*)",
         dir.display()
     );
+    check_folder_names(dir)?;
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     let mut paths = Vec::new();
@@ -87,12 +88,42 @@ pub fn load_folder(dir: &Path) -> Result<ImageFolder> {
     })
 }
 
+/// Refuses folders whose name is a number but not one of the class names 0 … 9 (`10`, `-1`,
+/// `07`: a label the user meant, which would otherwise be silently left out), and names every
+/// other entry that is skipped.
+fn check_folder_names(dir: &Path) -> Result<()> {
+    let entries = fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let is_class = name.len() == 1 && name.as_bytes()[0].is_ascii_digit();
+        if is_class || name.starts_with('.') {
+            continue;
+        }
+        if name.parse::<i64>().is_ok() {
+            bail!(
+                "--images {}: {name:?} is not a class folder: classes are the folders 0 … 9, \
+                 named by one digit",
+                dir.display()
+            );
+        }
+        warn!(
+            "--images {}: skipping {name:?}, which is not a class folder 0 … 9",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// The visible files of a folder, sorted by name.
 fn picture_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.is_file())
+        .filter(|path| !path.is_dir())
         .filter(|path| {
             !path
                 .file_name()
