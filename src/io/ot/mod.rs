@@ -10,7 +10,9 @@
 //! checked against its storage before a tensor is made ([`tensors`]).
 
 pub mod pickle;
+mod rebuild;
 pub mod tensors;
+pub mod value;
 
 use anyhow::{bail, ensure, Context, Result};
 use std::collections::BTreeMap;

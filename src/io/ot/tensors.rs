@@ -1,7 +1,7 @@
 //! Tensors from a checkpoint's storages, made only after the storage has been checked to hold
 //! every element the shape, strides and offset reach.
 
-use super::pickle::{StorageKind, TensorSpec};
+use super::value::{StorageKind, TensorSpec};
 use anyhow::{ensure, Context, Result};
 use tch::{Kind, Tensor};
 
@@ -77,7 +77,7 @@ fn reach(spec: &TensorSpec) -> Result<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::pickle::StorageRef;
+    use super::super::value::StorageRef;
     use super::*;
 
     fn spec(numel: u64, offset: u64, size: &[i64], stride: &[i64]) -> TensorSpec {
