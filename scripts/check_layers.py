@@ -19,7 +19,7 @@ LAYERS = [
     ("front ends", {"cli", "serve", "report", "bench"}),
 ]
 # Uses allowed between two modules of one layer.
-SIDEWAYS = {("model", "nn"), ("optim", "model"), ("train", "eval"),
+SIDEWAYS = {("model", "nn"), ("optim", "model"), ("optim", "nn"), ("train", "eval"),
             ("cli", "serve"), ("cli", "report"), ("cli", "bench")}
 
 RANK = {module: rank for rank, (_, modules) in enumerate(LAYERS) for module in modules}

@@ -10,9 +10,9 @@ use crate::data::Split;
 use crate::io::checkpoint;
 use crate::model::Classifier;
 use crate::nn::Architecture;
-use crate::optim::Adam;
+use crate::optim::{self, Optimizer};
 use crate::rng;
-use crate::train::train_step;
+use crate::train::{train_step, Batch};
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -55,7 +55,7 @@ pub fn time_training(
         "the training set is smaller than a batch"
     );
     let device = model.device();
-    let mut optimizer = Adam::for_model(model, 1e-3);
+    let mut optimizer = Optimizer::for_model(model, optim::Settings::default(), 1e-3);
     let n = train.len();
     let per_epoch = n / batch_size;
     let mut order = Tensor::from_slice(&rng::epoch_permutation(n, 0, 1)).to_device(device);
@@ -74,7 +74,13 @@ pub fn time_training(
         }
         let indices = order.narrow(0, (within * batch_size) as i64, batch_size as i64);
         let batch = train.gather(&indices);
-        loss_sum += train_step(model, &mut optimizer, &batch.images, &batch.labels, 0.0).detach();
+        let batch = Batch {
+            images: &batch.images,
+            labels: &batch.labels,
+        };
+        loss_sum += train_step(model, &mut optimizer, batch, 0.0, None)
+            .loss
+            .detach();
     }
     let mean_loss = loss_sum.double_value(&[]) / steps.max(1) as f64;
     sync(device);

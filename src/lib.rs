@@ -10,7 +10,7 @@
 //! - [`io`]: files: checkpoints, exports, and the run folder's one reader and writer;
 //! - [`train`] and [`eval`]: training and evaluation, in memory;
 //! - core: [`nn`] (the networks), [`model`] (a network with its weights; what answers),
-//!   [`optim`] (Adam), [`schedule`], [`augment`], [`data`] (MNIST, pictures, datasets);
+//!   [`optim`] (Adam, AdamW, SGD, clipping), [`schedule`], [`augment`], [`data`] (MNIST, pictures, datasets);
 //! - foundations every layer may use: [`shape`] (28×28, ten classes), [`choice`] (named
 //!   options), [`rule`] (accepted ranges of settings), [`rng`], [`device`], [`runtime`],
 //!   [`interrupt`], [`progress`], [`fsutil`] (safe reads, atomic writes).

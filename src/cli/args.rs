@@ -4,6 +4,7 @@
 use super::values;
 use crate::data::dataset::{self, DataSource, DataSpec, HeldOut};
 use crate::device::DeviceChoice;
+use crate::optim::OptimizerKind;
 use crate::schedule::Schedule;
 use crate::train::{rules, Epochs, TrainOptions};
 use anyhow::Result;
@@ -86,6 +87,37 @@ pub struct SessionArgs {
     #[arg(long, value_name = "DECAY", value_parser = values::number(rules::AVERAGE_DECAY))]
     pub ema: Option<f64>,
 
+    /// The optimizer [default: adam, the tutorial's].
+    #[arg(long, value_parser = values::choice::<OptimizerKind>())]
+    pub optimizer: Option<OptimizerKind>,
+
+    /// Weight decay of the weights (not of biases and batch-norm weights): decoupled for adamw,
+    /// L2 for adam and sgd, as PyTorch defines each [default: 0.01 for adamw, else 0].
+    #[arg(long, value_name = "X", value_parser = values::number(rules::WEIGHT_DECAY))]
+    pub weight_decay: Option<f64>,
+
+    /// SGD's momentum, from 0 (none) to below 1 [default: 0].
+    #[arg(long, value_name = "X", value_parser = values::number(rules::MOMENTUM))]
+    pub momentum: Option<f64>,
+
+    /// Nesterov momentum (sgd, with --momentum).
+    #[arg(long)]
+    pub nesterov: bool,
+
+    /// The Adam family's β₁,β₂ [default: 0.9,0.999].
+    #[arg(long, value_name = "B1,B2", value_parser = values::pair(rules::BETA))]
+    pub betas: Option<[f64; 2]>,
+
+    /// The Adam family's ε [default: 1e-8].
+    #[arg(long, value_name = "X", value_parser = values::number(rules::EPS))]
+    pub eps: Option<f64>,
+
+    /// Clip the global L2 norm of the gradients to X every step (as
+    /// torch.nn.utils.clip_grad_norm_); the norm before clipping is logged per epoch
+    /// (grad_norm in metrics.jsonl).
+    #[arg(long, value_name = "X", value_parser = values::number(rules::CLIP_GRAD_NORM))]
+    pub clip_grad_norm: Option<f64>,
+
     /// Also save the training state (resume.ot) every N steps within an epoch, so that a kill
     /// -9 or a power cut loses at most N steps (Ctrl-C and SIGTERM always save the current
     /// step). Saving does not change the results.
@@ -111,6 +143,7 @@ impl SessionArgs {
         epochs: Option<Epochs>,
         learning_rate: Option<f64>,
     ) -> TrainOptions {
+        let optimizer = self.optimizer.unwrap_or(base.optimizer);
         TrainOptions {
             epochs: epochs.unwrap_or(base.epochs),
             batch_size: self.batch_size.unwrap_or(base.batch_size),
@@ -121,6 +154,17 @@ impl SessionArgs {
             label_smoothing: self.label_smoothing.unwrap_or(base.label_smoothing),
             weight_averaging: self.ema.or(base.weight_averaging),
             checkpoint_every_steps: self.checkpoint_every_steps,
+            optimizer,
+            // Recorded as used, so that config.json says what decayed.
+            weight_decay: Some(
+                (self.weight_decay.or(base.weight_decay))
+                    .unwrap_or(optimizer.default_weight_decay()),
+            ),
+            momentum: self.momentum.unwrap_or(base.momentum),
+            nesterov: self.nesterov || base.nesterov,
+            betas: self.betas.unwrap_or(base.betas),
+            eps: self.eps.unwrap_or(base.eps),
+            clip_grad_norm: self.clip_grad_norm.or(base.clip_grad_norm),
             ..base
         }
     }
@@ -150,5 +194,12 @@ impl SessionArgs {
             || self.ema.is_some()
             || self.augment
             || self.limit.is_some()
+            || self.optimizer.is_some()
+            || self.weight_decay.is_some()
+            || self.momentum.is_some()
+            || self.nesterov
+            || self.betas.is_some()
+            || self.eps.is_some()
+            || self.clip_grad_norm.is_some()
     }
 }

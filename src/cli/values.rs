@@ -41,6 +41,19 @@ pub fn at_least_one() -> impl Fn(&str) -> Result<usize, String> + Clone + Send +
     number(AT_LEAST_ONE)
 }
 
+/// Two numbers separated by a comma (`--betas 0.9,0.999`), each accepted by `rule`.
+pub fn pair(
+    rule: Rule<f64>,
+) -> impl Fn(&str) -> Result<[f64; 2], String> + Clone + Send + Sync + 'static {
+    let one = number(rule);
+    move |s: &str| {
+        let (a, b) = s
+            .split_once(',')
+            .ok_or_else(|| format!("{s:?} is not two numbers separated by a comma"))?;
+        Ok([one(a.trim())?, one(b.trim())?])
+    }
+}
+
 /// Passes over the training data; a fraction ends with part of an epoch.
 pub fn epochs() -> impl Fn(&str) -> Result<Epochs, String> + Clone + Send + Sync + 'static {
     let count = number(rules::EPOCHS);
@@ -82,6 +95,9 @@ mod tests {
         assert_eq!(decay("0.999"), Ok(0.999));
         assert_eq!(decay("1"), Err("must be above 0 and below 1".to_owned()));
         assert!(decay("0").is_err());
+        let betas = pair(rules::BETA);
+        assert_eq!(betas("0.8, 0.99"), Ok([0.8, 0.99]));
+        assert!(betas("0.8").is_err() && betas("0.8,1").is_err());
         let batch = number(rules::BATCH_SIZE);
         assert!(batch("65536").is_ok() && batch("65537").is_err());
         assert_eq!(epochs()("1.3"), Ok(Epochs(1.3)));

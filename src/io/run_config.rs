@@ -51,7 +51,6 @@ pub struct RunConfig {
     pub parent: Option<PathBuf>,
     #[serde(flatten)]
     pub options: TrainOptions,
-    pub optimizer: String,
     pub loss: String,
     pub device: DeviceName,
     pub threads: i32,

@@ -45,6 +45,8 @@ pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
     // Listening before config.json says "running": a signal from now on stops the run after a
     // step, with its state saved and its status set.
     interrupt::install()?;
+    // Flags and config files both arrive here: one check of the settings together.
+    plan.options.validate()?;
     let data = Dataset::load(&plan.data)?.to_device(plan.device);
     let beginning = begin(plan.start, plan.options.seed, plan.device)?;
     let how = if beginning.resumed.is_some() {
@@ -138,7 +140,6 @@ fn new_config(
         parameters: model.parameter_count(),
         parent: None,
         options: options.clone(),
-        optimizer: "adam".to_owned(),
         loss: "cross_entropy".to_owned(),
         device: DeviceName(device),
         threads: tch::get_num_threads(),
@@ -204,7 +205,7 @@ fn score_start(
 fn log_start(config: &RunConfig, folder: &RunFolder) {
     let options = &config.options;
     info!(
-        "{}: the {} CNN ({} parameters) on {} with {} thread(s); {} epochs, batch {}, Adam lr {} ({} schedule), augment {}, freeze {}, seed {}; {} training and {} validation examples; run folder {}",
+        "{}: the {} CNN ({} parameters) on {} with {} thread(s); {} epochs, batch {}, {} lr {} ({} schedule), augment {}, freeze {}, seed {}; {} training and {} validation examples; run folder {}",
         config.command,
         config.architecture,
         config.parameters,
@@ -212,6 +213,7 @@ fn log_start(config: &RunConfig, folder: &RunFolder) {
         config.threads,
         options.epochs,
         options.batch_size,
+        options.optimizer,
         options.learning_rate,
         options.schedule,
         options.augment,

@@ -221,6 +221,7 @@ impl Fit<'_> {
             images_per_second: trained.images as f64 / trained.seconds,
             learning_rate: trainer.clock.at(first_step),
             learning_rate_end: trainer.clock.at(first_step + steps - 1),
+            grad_norm: trained.grad_norm,
         })
     }
 }

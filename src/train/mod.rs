@@ -24,4 +24,4 @@ pub use fit::{Discard, EpochSink, Fit};
 pub use options::{rules, Epochs, Freeze, Recipe, TrainOptions};
 pub use records::{EpochRecord, FinalMetrics, FitOutcome, History};
 pub use state::TrainingState;
-pub use trainer::train_step;
+pub use trainer::{train_step, Batch, Step};

@@ -3,9 +3,10 @@
 
 use crate::choice::Choice;
 use crate::nn::{names, Architecture};
+use crate::optim::{self, OptimizerKind};
 use crate::rule::Rule;
 use crate::schedule::Schedule;
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -32,6 +33,14 @@ pub mod rules {
     pub const AVERAGE_DECAY: Rule<f64> = Rule::new(|x| x > 0.0 && x < 1.0, "above 0 and below 1");
     pub const PATIENCE: Rule<usize> = Rule::new(|n| n >= 1, "at least 1");
     pub const CHECKPOINT_EVERY_STEPS: Rule<usize> = Rule::new(|n| n >= 1, "at least 1");
+    pub const WEIGHT_DECAY: Rule<f64> =
+        Rule::new(|x| x.is_finite() && x >= 0.0, "a finite number from 0");
+    pub const MOMENTUM: Rule<f64> =
+        Rule::new(|x| (0.0..1.0).contains(&x), "at least 0 and below 1");
+    pub const BETA: Rule<f64> = Rule::new(|x| (0.0..1.0).contains(&x), "at least 0 and below 1");
+    pub const EPS: Rule<f64> = Rule::new(|x| x.is_finite() && x > 0.0, "a positive, finite number");
+    pub const CLIP_GRAD_NORM: Rule<f64> =
+        Rule::new(|x| x.is_finite() && x > 0.0, "a positive, finite number");
 }
 
 /// Which layers get no gradient.
@@ -247,6 +256,44 @@ pub struct TrainOptions {
     /// after it, so that a kill loses at most that many steps. It does not change the results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every_steps: Option<usize>,
+    /// The update rule (runs made before there was a choice used Adam).
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// L2 (adam, sgd) or decoupled (adamw) weight decay of the weights that decay; `None` is
+    /// the optimizer's default (0.01 for adamw, else 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
+    /// SGD's momentum (0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub momentum: f64,
+    /// Nesterov momentum (SGD).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nesterov: bool,
+    /// The Adam family's β₁ and β₂.
+    #[serde(default = "default_betas")]
+    pub betas: [f64; 2],
+    /// The Adam family's ε.
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+    /// Clip the global L2 norm of the gradients to this, every step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_grad_norm: Option<f64>,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn default_betas() -> [f64; 2] {
+    optim::adam::DEFAULT_BETAS
+}
+
+fn default_eps() -> f64 {
+    optim::adam::DEFAULT_EPS
 }
 
 impl TrainOptions {
@@ -260,7 +307,45 @@ impl TrainOptions {
         rules::AVERAGE_DECAY.check_optional("weight_averaging", self.weight_averaging)?;
         rules::PATIENCE.check_optional("patience", self.patience)?;
         rules::CHECKPOINT_EVERY_STEPS
-            .check_optional("checkpoint_every_steps", self.checkpoint_every_steps)
+            .check_optional("checkpoint_every_steps", self.checkpoint_every_steps)?;
+        self.validate_optimizer()
+    }
+
+    fn validate_optimizer(&self) -> Result<()> {
+        let kind = self.optimizer;
+        rules::WEIGHT_DECAY.check_optional("weight_decay", self.weight_decay)?;
+        rules::MOMENTUM.check("momentum", self.momentum)?;
+        rules::BETA.check("betas[0]", self.betas[0])?;
+        rules::BETA.check("betas[1]", self.betas[1])?;
+        rules::EPS.check("eps", self.eps)?;
+        rules::CLIP_GRAD_NORM.check_optional("clip_grad_norm", self.clip_grad_norm)?;
+        ensure!(
+            kind == OptimizerKind::Sgd || (self.momentum == 0.0 && !self.nesterov),
+            "momentum and nesterov are sgd's; the optimizer is {kind}"
+        );
+        ensure!(
+            !self.nesterov || self.momentum > 0.0,
+            "nesterov needs a momentum above 0"
+        );
+        ensure!(
+            kind.is_adam() || (self.betas == default_betas() && self.eps == default_eps()),
+            "betas and eps are the Adam family's; the optimizer is {kind}"
+        );
+        Ok(())
+    }
+
+    /// The optimizer these options ask for.
+    pub fn optimizer_settings(&self) -> optim::Settings {
+        optim::Settings {
+            kind: self.optimizer,
+            weight_decay: self
+                .weight_decay
+                .unwrap_or(self.optimizer.default_weight_decay()),
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            betas: self.betas,
+            eps: self.eps,
+        }
     }
 }
 
@@ -279,6 +364,13 @@ impl Default for TrainOptions {
             patience: None,
             weight_averaging: None,
             checkpoint_every_steps: None,
+            optimizer: OptimizerKind::Adam,
+            weight_decay: None,
+            momentum: 0.0,
+            nesterov: false,
+            betas: default_betas(),
+            eps: default_eps(),
+            clip_grad_norm: None,
         }
     }
 }
@@ -310,6 +402,36 @@ mod tests {
         for recipe in Recipe::ALL {
             assert!(recipe.options().validate().is_ok(), "{recipe}");
         }
+        let sgd = |momentum, nesterov| TrainOptions {
+            optimizer: OptimizerKind::Sgd,
+            momentum,
+            nesterov,
+            ..Default::default()
+        };
+        assert!(sgd(0.9, true).validate().is_ok());
+        assert!(sgd(0.0, true)
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("nesterov"));
+        let adam_with_momentum = TrainOptions {
+            momentum: 0.9,
+            ..Default::default()
+        };
+        assert!(adam_with_momentum
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("sgd's"));
+        let sgd_with_betas = TrainOptions {
+            betas: [0.8, 0.99],
+            ..sgd(0.9, false)
+        };
+        assert!(sgd_with_betas
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("Adam family"));
         let cases: [(TrainOptions, &str); 7] = [
             (
                 TrainOptions {

@@ -21,6 +21,9 @@ pub struct EpochRecord {
     /// The learning rate at the epoch's first step, and at its last.
     pub learning_rate: f64,
     pub learning_rate_end: f64,
+    /// The mean global gradient norm before clipping (`--clip-grad-norm`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub grad_norm: Option<f64>,
 }
 
 impl EpochRecord {
@@ -64,7 +67,9 @@ impl EpochRecord {
             ("learning_rate", self.learning_rate),
             ("learning_rate_end", self.learning_rate_end),
         ];
-        for (key, amount) in amounts {
+        let optional = [("grad_norm", self.grad_norm)];
+        let present = optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v)));
+        for (key, amount) in amounts.into_iter().chain(present) {
             ensure!(
                 amount.is_finite() && amount >= 0.0,
                 "{key} is {amount}: must be a finite number from 0"
@@ -83,6 +88,7 @@ impl EpochRecord {
             images_per_second: 0.0,
             learning_rate: 0.0,
             learning_rate_end: 0.0,
+            grad_norm: None,
         }
     }
 }
@@ -196,6 +202,7 @@ pub(crate) fn sample_record(epoch: usize, rate: f64, rate_end: f64) -> EpochReco
         images_per_second: 100.0,
         learning_rate: rate,
         learning_rate_end: rate_end,
+        grad_norm: None,
     }
 }
 

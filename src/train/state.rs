@@ -4,7 +4,7 @@
 //! - `state.epoch`: the epochs completed;
 //! - `state.step`, `state.loss_sum`, `state.images`, `state.seconds`: when the run stopped
 //!   within the next epoch, the steps it had done there and what the epoch had measured so far
-//!   (see [`PartialEpoch`]);
+//!   (see [`PartialEpoch`]), and `state.grad_norm_sum` when gradients are clipped;
 //! - `model.NAME`: the raw weights (every variable, batch-norm statistics included);
 //! - `adam.step`, `adam.m.NAME`, `adam.v.NAME`: the optimizer (see [`crate::optim`]);
 //! - `ema.NAME`: the weight average, when the run keeps one;
@@ -22,6 +22,7 @@ const STEP: &str = "state.step";
 const LOSS_SUM: &str = "state.loss_sum";
 const IMAGES: &str = "state.images";
 const SECONDS: &str = "state.seconds";
+const GRAD_NORM_SUM: &str = "state.grad_norm_sum";
 
 /// A saved training state, as read back from `resume.ot`.
 pub struct TrainingState {
@@ -89,6 +90,10 @@ impl TrainingState {
             loss_sum: Tensor::from(self.scalar(LOSS_SUM)? as f32).to_device(device),
             images: self.count(IMAGES)?,
             seconds: self.scalar(SECONDS)?,
+            grad_norm_sum: match self.tensors.contains_key(GRAD_NORM_SUM) {
+                true => Some(Tensor::from(self.scalar(GRAD_NORM_SUM)? as f32).to_device(device)),
+                false => None,
+            },
         }))
     }
 
@@ -158,6 +163,9 @@ pub(super) fn capture(
             named(IMAGES.to_owned(), Tensor::from(partial.images as i64)),
             named(SECONDS.to_owned(), Tensor::from(partial.seconds)),
         ]);
+        if let Some(sum) = &partial.grad_norm_sum {
+            tensors.push(named(GRAD_NORM_SUM.to_owned(), sum.to_device(Device::Cpu)));
+        }
     }
     for (name, variable) in names.iter().zip(trainer.model.variables()) {
         tensors.push(named(

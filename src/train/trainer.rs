@@ -12,7 +12,7 @@ use crate::augment::{self, AffineRanges};
 use crate::data::Split;
 use crate::interrupt;
 use crate::model::Classifier;
-use crate::optim::Adam;
+use crate::optim::{clip, Optimizer};
 use crate::schedule::Schedule;
 use crate::{progress, rng};
 use anyhow::{ensure, Result};
@@ -44,6 +44,8 @@ pub struct EpochResult {
     pub loss: f64,
     pub seconds: f64,
     pub images: usize,
+    /// The mean global gradient norm before clipping, when gradients are clipped.
+    pub grad_norm: Option<f64>,
 }
 
 /// An epoch stopped after a step before its end: what is needed to go on from that step.
@@ -57,6 +59,8 @@ pub struct PartialEpoch {
     pub images: usize,
     /// Training time spent in the epoch so far.
     pub seconds: f64,
+    /// The sum of the steps' gradient norms so far (a float on the device), when clipping.
+    pub grad_norm_sum: Option<Tensor>,
 }
 
 /// How a call to [`Trainer::train_epoch`] ended.
@@ -73,7 +77,7 @@ pub enum EpochRun {
 /// The moving parts of a run's optimisation.
 pub struct Trainer<'a> {
     pub model: &'a Classifier,
-    pub optimizer: Adam,
+    pub optimizer: Optimizer,
     pub average: Option<WeightAverage>,
     pub options: &'a TrainOptions,
     pub clock: ScheduleClock,
@@ -81,11 +85,12 @@ pub struct Trainer<'a> {
 }
 
 impl<'a> Trainer<'a> {
-    /// Freezes the layers the options name, then sets up Adam over the rest, the weight average
+    /// Freezes the layers the options name, then sets up the optimizer over the rest, the weight average
     /// and the schedule for a training set of `examples`.
     pub fn new(model: &'a Classifier, options: &'a TrainOptions, examples: usize) -> Result<Self> {
         freeze_parameters(model, options)?;
-        let optimizer = Adam::for_model(model, options.learning_rate);
+        let optimizer =
+            Optimizer::for_model(model, options.optimizer_settings(), options.learning_rate);
         let average = options
             .weight_averaging
             .map(|decay| WeightAverage::new(model, decay));
@@ -134,9 +139,17 @@ impl<'a> Trainer<'a> {
         let (first_step, steps) = (self.first_step(epoch), self.steps_in(epoch));
         let order =
             Tensor::from_slice(&rng::epoch_permutation(n, options.seed, epoch)).to_device(device);
-        let (start, mut loss_sum, mut images_seen, seconds_before) = match partial {
-            Some(p) => (p.steps_done, p.loss_sum, p.images, p.seconds),
-            None => (0, Tensor::zeros([], (Kind::Float, device)), 0, 0.0),
+        let zero = || Tensor::zeros([], (Kind::Float, device));
+        let clipping = options.clip_grad_norm.is_some();
+        let (start, mut loss_sum, mut images_seen, seconds_before, mut norm_sum) = match partial {
+            Some(p) => (
+                p.steps_done,
+                p.loss_sum,
+                p.images,
+                p.seconds,
+                p.grad_norm_sum,
+            ),
+            None => (0, zero(), 0, 0.0, clipping.then(zero)),
         };
         let bar = progress::steps_bar(
             steps as u64,
@@ -159,8 +172,11 @@ impl<'a> Trainer<'a> {
                 images = augment::random_affine(&images, &ranges, &mut rng);
             }
             tch::manual_seed(rng::step_seed(options.seed, epoch, step) as i64);
-            let loss = self.step(&images, &labels);
-            loss_sum += loss.detach() * len as f64;
+            let stepped = self.step(&images, &labels);
+            loss_sum += stepped.loss.detach() * len as f64;
+            if let (Some(sum), Some(norm)) = (norm_sum.as_mut(), stepped.grad_norm) {
+                *sum += norm;
+            }
             images_seen += len;
             let done = step + 1;
             if done % PROGRESS_EVERY == 0 || done == steps {
@@ -194,6 +210,7 @@ impl<'a> Trainer<'a> {
                     loss_sum,
                     images: images_seen,
                     seconds: seconds(started),
+                    grad_norm_sum: norm_sum,
                 };
                 return Ok(EpochRun::Paused { partial, signal });
             }
@@ -203,43 +220,58 @@ impl<'a> Trainer<'a> {
             loss: loss_sum.double_value(&[]) / images_seen as f64,
             seconds: seconds(started),
             images: images_seen,
+            grad_norm: norm_sum.map(|sum| sum.double_value(&[]) / steps as f64),
         }))
     }
 
     /// One step on a batch, then the weight average's update.
-    fn step(&mut self, images: &Tensor, labels: &Tensor) -> Tensor {
-        let loss = train_step(
+    fn step(&mut self, images: &Tensor, labels: &Tensor) -> Step {
+        let options = self.options;
+        let step = train_step(
             self.model,
             &mut self.optimizer,
-            images,
-            labels,
-            self.options.label_smoothing,
+            Batch { images, labels },
+            options.label_smoothing,
+            options.clip_grad_norm,
         );
         if let Some(average) = self.average.as_mut() {
             average.update(self.model);
         }
-        loss
+        step
     }
 }
 
-/// One optimisation step on a batch: forward, mean cross-entropy, backward, Adam update. The
-/// loss stays on the device (reading it back would wait for the device every step).
+/// A batch of images and their labels.
+#[derive(Clone, Copy)]
+pub struct Batch<'a> {
+    pub images: &'a Tensor,
+    pub labels: &'a Tensor,
+}
+
+/// What one step leaves on the device.
+pub struct Step {
+    pub loss: Tensor,
+    /// The global gradient norm before clipping, when clipping.
+    pub grad_norm: Option<Tensor>,
+}
+
+/// One optimisation step on a batch: forward, mean cross-entropy, backward, clipping when asked,
+/// update. The loss stays on the device (reading it back would wait for the device every step).
 pub fn train_step(
     model: &Classifier,
-    optimizer: &mut Adam,
-    images: &Tensor,
-    labels: &Tensor,
+    optimizer: &mut Optimizer,
+    batch: Batch,
     label_smoothing: f64,
-) -> Tensor {
-    let loss = model.forward(images, true).cross_entropy_loss::<Tensor>(
-        labels,
-        None,
-        Reduction::Mean,
-        -100,
-        label_smoothing,
-    );
-    optimizer.backward_step(&loss);
-    loss
+    clip_grad_norm: Option<f64>,
+) -> Step {
+    let loss = model
+        .forward(batch.images, true)
+        .cross_entropy_loss::<Tensor>(batch.labels, None, Reduction::Mean, -100, label_smoothing);
+    optimizer.zero_grad();
+    loss.backward();
+    let grad_norm = clip_grad_norm.map(|max| clip::clip_grad_norm(&optimizer.parameters(), max));
+    optimizer.update();
+    Step { loss, grad_norm }
 }
 
 /// Turns off gradients for the frozen parameters; Adam skips parameters without a gradient,

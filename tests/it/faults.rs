@@ -408,3 +408,43 @@ fn checkpoint_every_steps_bounds_what_a_kill_9_loses() {
     assert_success(&tool().args(resume_args(&cut)).output().unwrap());
     assert_same_run(&whole, &cut);
 }
+
+/// Every optimizer and clipping keep their state across a Ctrl-C within an epoch: AdamW with
+/// clipping, and SGD with Nesterov momentum and weight decay, resume bit-identical.
+#[test]
+fn each_optimizer_and_clipping_resume_bit_identical_at_any_step() {
+    let data = tempfile::tempdir().unwrap();
+    write_small_mnist(data.path(), 640, 50);
+    let runs = tempfile::tempdir().unwrap();
+    let controls: [&[&str]; 2] = [
+        &["--optimizer", "adamw", "--clip-grad-norm", "0.5"],
+        &[
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.05",
+            "--momentum",
+            "0.9",
+            "--nesterov",
+            "--weight-decay",
+            "1e-3",
+        ],
+    ];
+    for (index, extra) in controls.iter().enumerate() {
+        let whole = runs.path().join(format!("{index}-whole"));
+        let cut = runs.path().join(format!("{index}-cut"));
+        let args = |out: &Path| step_run_args(data.path(), out, "tutorial", extra);
+        assert_success(&tool().args(args(&whole)).output().unwrap());
+        let step = random_step_in(2);
+        let stopped = run_signalled(&args(&cut), &step.to_string());
+        assert_eq!(stopped.status.code(), Some(130), "{}", stderr(&stopped));
+        assert_success(&tool().args(resume_args(&cut)).output().unwrap());
+        assert_same_run(&whole, &cut);
+        let config = read_json(&cut.join("config.json"));
+        assert_eq!(config["optimizer"], extra[1], "{config}");
+    }
+    let clipped = read_json_lines(&runs.path().join("0-whole").join("metrics.jsonl"));
+    assert!(clipped
+        .iter()
+        .all(|line| line["grad_norm"].as_f64().unwrap() > 0.0));
+}

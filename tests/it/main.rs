@@ -12,6 +12,7 @@ mod end_to_end;
 mod faults;
 mod hostile;
 mod interop;
+mod optimizers;
 mod pictures;
 mod report;
 mod serve;
