@@ -41,9 +41,9 @@ impl DeviceArgs {
 /// schedule and output.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SessionArgs {
-    /// Folder holding the four MNIST idx files (see `mnist-cnn data`).
-    #[arg(long, default_value = "data/mnist")]
-    pub data: PathBuf,
+    /// Folder holding the four MNIST idx files (see `mnist-cnn data`) [default: data/mnist].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
 
     /// Run folder for model.ot, metrics.jsonl and config.json [default: runs/<UTC timestamp>].
     #[arg(long, value_name = "RUN_DIR")]
@@ -62,8 +62,9 @@ pub struct SessionArgs {
 
     /// Seed of the weight initialisation, the shuffles, the validation split and augmentation;
     /// on the CPU the same seed (and thread count) gives bit-identical weights.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    /// [default: 42]
+    #[arg(long)]
+    pub seed: Option<u64>,
 
     /// Train on the first N training images only (quick trials); the test set stays whole.
     #[arg(long, value_parser = values::number(dataset::LIMIT))]
@@ -148,7 +149,7 @@ impl SessionArgs {
             epochs: epochs.unwrap_or(base.epochs),
             batch_size: self.batch_size.unwrap_or(base.batch_size),
             learning_rate: learning_rate.unwrap_or(base.learning_rate),
-            seed: self.seed,
+            seed: self.seed.unwrap_or(base.seed),
             schedule: self.schedule.unwrap_or(base.schedule),
             augment: self.augment || base.augment,
             label_smoothing: self.label_smoothing.unwrap_or(base.label_smoothing),
@@ -178,12 +179,20 @@ impl SessionArgs {
         }
     }
 
-    /// A validation split of `fraction` drawn from --seed.
-    pub fn held_out(&self, fraction: f64) -> HeldOut {
+    /// A validation split of `fraction` drawn from --seed (or `seed` when it is not given).
+    pub fn held_out(&self, fraction: f64, seed: u64) -> HeldOut {
         HeldOut {
             fraction,
-            seed: self.seed,
+            seed: self.seed.unwrap_or(seed),
         }
+    }
+
+    /// The MNIST folder: --data, else `fallback` (a settings file's), else data/mnist.
+    pub fn data_dir(&self, fallback: Option<&std::path::Path>) -> PathBuf {
+        self.data
+            .clone()
+            .or_else(|| fallback.map(|p| p.to_owned()))
+            .unwrap_or_else(|| PathBuf::from("data/mnist"))
     }
 
     /// Whether any flag that would change a run's settings was given (refused with --resume).
@@ -201,5 +210,7 @@ impl SessionArgs {
             || self.betas.is_some()
             || self.eps.is_some()
             || self.clip_grad_norm.is_some()
+            || self.seed.is_some()
+            || self.data.is_some()
     }
 }

@@ -79,12 +79,12 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
             let fraction = args.val_split.unwrap_or(DEFAULT_VALIDATION_SPLIT);
             session.data_spec(
                 DataSource::Images(dir.clone()),
-                Some(session.held_out(fraction)),
+                Some(session.held_out(fraction, DEFAULT_SEED)),
             )
         }
         None => {
             let validation = mnist_validation(args)?;
-            session.data_spec(DataSource::Mnist(session.data.clone()), Some(validation))
+            session.data_spec(DataSource::Mnist(session.data_dir(None)), Some(validation))
         }
     };
     let options = TrainOptions {
@@ -105,13 +105,16 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     finish_run(&run::execute(plan)?, session)
 }
 
+/// The seed when --seed is not given: the default run's.
+const DEFAULT_SEED: u64 = 42;
+
 /// The MNIST validation split. The starting checkpoint has usually trained on MNIST's training
 /// images; validating on images it learned would reward memorisation, so when its run held a
 /// validation split out (`train --val-split`), the same images are held out here.
 fn mnist_validation(args: &FinetuneArgs) -> Result<HeldOut> {
     let parent = config_beside(&args.from)?.filter(|c| c.data.kind == DataKind::Mnist);
     let parent_split = parent.as_ref().and_then(|c| c.data.held_out());
-    let seed = args.session.seed;
+    let seed = args.session.seed.unwrap_or(DEFAULT_SEED);
     Ok(match (args.val_split, parent_split) {
         (None, Some(split)) => {
             info!(
@@ -126,7 +129,7 @@ fn mnist_validation(args: &FinetuneArgs) -> Result<HeldOut> {
                 "--val-split {fraction} with seed {seed} differs from the starting run's held-out split ({}, seed {}): some validation images were trained on",
                 split.fraction, split.seed
             );
-            args.session.held_out(fraction)
+            args.session.held_out(fraction, DEFAULT_SEED)
         }
         (fraction, None) => {
             warn!(
@@ -134,8 +137,8 @@ fn mnist_validation(args: &FinetuneArgs) -> Result<HeldOut> {
                 args.from.display()
             );
             args.session
-                .held_out(fraction.unwrap_or(DEFAULT_VALIDATION_SPLIT))
+                .held_out(fraction.unwrap_or(DEFAULT_VALIDATION_SPLIT), DEFAULT_SEED)
         }
-        (Some(fraction), Some(_)) => args.session.held_out(fraction),
+        (Some(fraction), Some(_)) => args.session.held_out(fraction, DEFAULT_SEED),
     })
 }

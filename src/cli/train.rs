@@ -5,6 +5,7 @@ use super::args::SessionArgs;
 use super::output::finish_run;
 use super::values;
 use crate::data::dataset::{self, DataSource};
+use crate::io::settings_file::SettingsFile;
 use crate::io::RunCommand;
 use crate::nn::Architecture;
 use crate::run::{self, Resumable, ResumeChanges, RunPlan, Start};
@@ -48,8 +49,15 @@ pub struct TrainArgs {
     /// Continue the run in RUN_DIR (interrupted, or finished and to be extended with a larger
     /// --epochs) from its last completed epoch, with its own settings, data and random state;
     /// on the CPU with the same thread count it ends bit-identical to an uninterrupted run.
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["recipe", "arch", "lr", "val_split"])]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["recipe", "arch", "lr", "val_split", "config"])]
     pub resume: Option<PathBuf>,
+
+    /// Take the settings from FILE: a TOML file, or a run's config.json (whose record-only
+    /// keys are ignored), with config.json's key names. Flags given explicitly override it, and
+    /// it overrides the recipe. `train --config runs/X/config.json --out runs/Y` repeats run X
+    /// (with its thread count unless --threads is given).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     #[command(flatten)]
     pub session: SessionArgs,
@@ -59,15 +67,36 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if let Some(dir) = &args.resume {
         return resume(dir, args);
     }
+    let file = match &args.config {
+        Some(path) => SettingsFile::read(path)?,
+        None => SettingsFile::default(),
+    };
     let session = &args.session;
-    let device = session.compute.resolve()?;
+    let mut compute = session.compute.clone();
+    compute.threads = compute.threads.or(file.threads);
+    let device = compute.resolve()?;
+    // Flags over the file, the file over the recipe.
+    let base = file.apply(args.recipe.options())?;
+    let options = session.train_options(base, args.epochs, args.lr);
     // The tutorial's recipe delivers the last epoch; a validation split is only scored.
-    let validation = args.val_split.map(|fraction| session.held_out(fraction));
+    let validation = args
+        .val_split
+        .or(file.validation_split)
+        .map(|fraction| session.held_out(fraction, options.seed));
+    let mut data = session.data_spec(
+        DataSource::Mnist(session.data_dir(file.data.as_deref())),
+        validation,
+    );
+    data.limit = data.limit.or(file.limit);
+    let architecture = args
+        .arch
+        .or(file.architecture)
+        .unwrap_or(args.recipe.architecture());
     let plan = RunPlan {
         command: RunCommand::Train,
-        start: Start::Fresh(args.arch.unwrap_or(args.recipe.architecture())),
-        data: session.data_spec(DataSource::Mnist(session.data.clone()), validation),
-        options: session.train_options(args.recipe.options(), args.epochs, args.lr),
+        start: Start::Fresh(architecture),
+        data,
+        options,
         out: session.out.clone(),
         overwrite: session.overwrite,
         device,

@@ -17,6 +17,7 @@ pub mod ot;
 pub mod run_config;
 pub mod run_folder;
 pub mod safetensors;
+pub mod settings_file;
 
 pub use run_config::{RunCommand, RunConfig, RunStatus};
 pub use run_folder::RunFolder;

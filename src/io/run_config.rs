@@ -98,7 +98,7 @@ impl RunConfig {
 }
 
 /// Deserialises `value`, with the path of the key that does not fit in the error.
-fn from_value<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T> {
+pub(crate) fn from_value<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         if path == "." {

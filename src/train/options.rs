@@ -233,6 +233,29 @@ impl Recipe {
     }
 }
 
+/// The config.json keys of [`TrainOptions`]: what a settings file may set (`train --config`).
+pub const KEYS: [&str; 19] = [
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "seed",
+    "schedule",
+    "augment",
+    "label_smoothing",
+    "freeze",
+    "choose_by_validation",
+    "patience",
+    "weight_averaging",
+    "checkpoint_every_steps",
+    "optimizer",
+    "weight_decay",
+    "momentum",
+    "nesterov",
+    "betas",
+    "eps",
+    "clip_grad_norm",
+];
+
 /// The hyper-parameters of a training run. The defaults are the Keras tutorial's recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
@@ -487,6 +510,31 @@ mod tests {
             let err = options.validate().unwrap_err().to_string();
             assert!(err.starts_with(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn the_settings_keys_are_exactly_the_serialised_fields() {
+        let every_field = TrainOptions {
+            patience: Some(2),
+            weight_averaging: Some(0.9),
+            checkpoint_every_steps: Some(10),
+            weight_decay: Some(0.1),
+            momentum: 0.5,
+            nesterov: true,
+            clip_grad_norm: Some(1.0),
+            ..Default::default()
+        };
+        let value = serde_json::to_value(every_field).unwrap();
+        let mut serialised: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        let mut keys = KEYS.to_vec();
+        serialised.sort();
+        keys.sort();
+        assert_eq!(serialised, keys);
     }
 
     #[test]

@@ -16,4 +16,5 @@ mod optimizers;
 mod pictures;
 mod report;
 mod serve;
+mod settings;
 mod trust;

@@ -1,0 +1,134 @@
+//! `train --config`: a TOML file or a run's config.json as the settings, under the flags and
+//! over the recipe; a finished run repeated from its config.json is bit-identical.
+
+use crate::common::*;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+fn tensors(path: &Path) -> BTreeMap<String, tch::Tensor> {
+    mnist_cnn::io::checkpoint::read_tensors(path).unwrap()
+}
+
+#[test]
+fn a_runs_config_json_repeats_it_bit_for_bit() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    write_small_mnist(&data, 200, 40);
+    let (first, again) = (scratch.path().join("first"), scratch.path().join("again"));
+    let settings = [
+        "--arch",
+        "vgg-4",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--augment",
+        "--seed",
+        "5",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.05",
+        "--momentum",
+        "0.9",
+        "--nesterov",
+        "--schedule",
+        "cosine",
+        "--val-split",
+        "0.2",
+        "--clip-grad-norm",
+        "2",
+        "--no-report",
+    ];
+    assert_success(&train_small(&data, &first, &settings));
+    let repeated = mnist_cnn(&[
+        "train",
+        "--config",
+        first.join("config.json").to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+        "--no-report",
+    ]);
+    assert_success(&repeated);
+    let (a, b) = (
+        tensors(&first.join("model.ot")),
+        tensors(&again.join("model.ot")),
+    );
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, tensor) in &a {
+        assert!(tensor.equal(&b[name]), "{name} differs in the repeated run");
+    }
+    let (c1, c2) = (
+        read_json(&first.join("config.json")),
+        read_json(&again.join("config.json")),
+    );
+    for key in [
+        "architecture",
+        "epochs",
+        "optimizer",
+        "momentum",
+        "nesterov",
+        "seed",
+        "threads",
+        "data",
+    ] {
+        assert_eq!(c1[key], c2[key], "{key}");
+    }
+}
+
+#[test]
+fn a_toml_file_sits_between_the_recipe_and_the_flags_and_is_checked() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    write_small_mnist(&data, 64, 16);
+    let toml = scratch.path().join("run.toml");
+    fs::write(
+        &toml,
+        "# a run\nepochs = 0.5\nbatch_size = 8\nlearning_rate = 0.01\noptimizer = \"adamw\"\n\
+         [data]\nsource = \"elsewhere\"\n",
+    )
+    .unwrap();
+    let out = scratch.path().join("run");
+    let output = mnist_cnn(&[
+        "train",
+        "--config",
+        toml.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--lr",
+        "0.02",
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--no-report",
+    ]);
+    assert_success(&output);
+    let config = read_json(&out.join("config.json"));
+    assert_eq!(config["batch_size"], 8, "the file's");
+    assert_eq!(config["learning_rate"], 0.02, "the flag's");
+    assert_eq!(config["optimizer"], "adamw");
+    assert_eq!(config["weight_decay"], 0.01, "adamw's default, recorded");
+    assert_eq!(config["label_smoothing"], 0.0, "the recipe's");
+
+    for (text, key) in [
+        ("learning_rat = 0.01", "learning_rat"),
+        ("batch_size = \"eight\"", "batch_size"),
+        ("momentum = 1.5\noptimizer = \"sgd\"", "momentum"),
+        ("[data]\nlimit = 0", "data.limit"),
+    ] {
+        fs::write(&toml, text).unwrap();
+        let output = mnist_cnn(&[
+            "train",
+            "--config",
+            toml.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_clean_failure(&output, &["run.toml", key]);
+        assert_eq!(output.status.code(), Some(1));
+    }
+}
