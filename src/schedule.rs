@@ -16,16 +16,20 @@ pub enum Schedule {
     /// Linear warm-up from base/25 to the base rate over the first 30% of the steps, then cosine
     /// decay to base/10,000 (PyTorch's OneCycleLR defaults, with a linear warm-up).
     Onecycle,
+    /// The base rate, lowered by a factor when the validation loss stops improving (Keras's
+    /// and PyTorch's ReduceLROnPlateau); see [`Plateau`].
+    Plateau,
 }
 
 impl Choice for Schedule {
-    const ALL: &'static [Self] = &[Self::Constant, Self::Cosine, Self::Onecycle];
+    const ALL: &'static [Self] = &[Self::Constant, Self::Cosine, Self::Onecycle, Self::Plateau];
 
     fn name(self) -> &'static str {
         match self {
             Self::Constant => "constant",
             Self::Cosine => "cosine",
             Self::Onecycle => "onecycle",
+            Self::Plateau => "plateau",
         }
     }
 
@@ -37,6 +41,10 @@ impl Choice for Schedule {
                 "Linear warm-up from base/25 to the base rate over the first 30% of the steps, \
                  then cosine decay to base/10,000 (PyTorch's OneCycleLR defaults, with a linear \
                  warm-up)"
+            }
+            Self::Plateau => {
+                "The base rate, times --plateau-factor after --plateau-patience epochs without a \
+                 lower validation loss (ReduceLROnPlateau; needs a validation split)"
             }
         }
     }
@@ -58,7 +66,7 @@ impl Schedule {
         let total = total_steps.max(1) as f64;
         let progress = (step as f64 / total).clamp(0.0, 1.0);
         match self {
-            Self::Constant => base,
+            Self::Constant | Self::Plateau => base,
             Self::Cosine => base * 0.5 * (1.0 + (PI * progress).cos()),
             Self::Onecycle => {
                 let start = base / ONECYCLE_START_DIVISOR;
@@ -75,12 +83,67 @@ impl Schedule {
     }
 }
 
+/// ReduceLROnPlateau as PyTorch defines it (mode min, relative threshold 1e-4, no cooldown):
+/// after each epoch the validation loss either improves on the best by more than the threshold,
+/// or counts as a bad epoch; more than `patience` bad epochs in a row multiply the rate by
+/// `factor`. Its state is found again from the run's validation losses when a run resumes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plateau {
+    pub factor: f64,
+    pub patience: usize,
+    /// What the base rate is multiplied by now.
+    pub scale: f64,
+    best: f64,
+    bad_epochs: usize,
+}
+
+const PLATEAU_THRESHOLD: f64 = 1e-4;
+
+impl Plateau {
+    pub fn new(factor: f64, patience: usize) -> Self {
+        Self {
+            factor,
+            patience,
+            scale: 1.0,
+            best: f64::INFINITY,
+            bad_epochs: 0,
+        }
+    }
+
+    /// Takes an epoch's validation loss; true when the rate was lowered.
+    pub fn observe(&mut self, loss: f64) -> bool {
+        if loss < self.best * (1.0 - PLATEAU_THRESHOLD) {
+            self.best = loss;
+            self.bad_epochs = 0;
+            return false;
+        }
+        self.bad_epochs += 1;
+        if self.bad_epochs > self.patience {
+            self.scale *= self.factor;
+            self.bad_epochs = 0;
+            return true;
+        }
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn plateau_lowers_the_rate_after_patience_bad_epochs() {
+        let mut plateau = Plateau::new(0.1, 1);
+        let lowered: Vec<bool> = [1.0, 0.9, 0.9, 0.95, 0.8, 0.85, 0.85]
+            .iter()
+            .map(|loss| plateau.observe(*loss))
+            .collect();
+        assert_eq!(lowered, [false, false, false, true, false, false, true]);
+        assert!(close(plateau.scale, 0.01));
     }
 
     #[test]

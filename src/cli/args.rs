@@ -79,6 +79,15 @@ pub struct SessionArgs {
     #[arg(long, value_parser = values::choice::<Schedule>())]
     pub schedule: Option<Schedule>,
 
+    /// The plateau schedule: multiply the rate by this when the validation loss stops
+    /// improving [default: 0.1].
+    #[arg(long, value_name = "X", value_parser = values::number(rules::PLATEAU_FACTOR))]
+    pub plateau_factor: Option<f64>,
+
+    /// The plateau schedule: bad epochs tolerated before the rate is lowered [default: 2].
+    #[arg(long, value_name = "N", value_parser = values::number(rules::PLATEAU_PATIENCE))]
+    pub plateau_patience: Option<usize>,
+
     /// Label smoothing of the cross-entropy [default: 0 (none), or the recipe's].
     #[arg(long, value_parser = values::number(rules::LABEL_SMOOTHING))]
     pub label_smoothing: Option<f64>,
@@ -166,6 +175,8 @@ impl SessionArgs {
             betas: self.betas.unwrap_or(base.betas),
             eps: self.eps.unwrap_or(base.eps),
             clip_grad_norm: self.clip_grad_norm.or(base.clip_grad_norm),
+            plateau_factor: self.plateau_factor.unwrap_or(base.plateau_factor),
+            plateau_patience: self.plateau_patience.unwrap_or(base.plateau_patience),
             ..base
         }
     }
@@ -210,6 +221,8 @@ impl SessionArgs {
             || self.betas.is_some()
             || self.eps.is_some()
             || self.clip_grad_norm.is_some()
+            || self.plateau_factor.is_some()
+            || self.plateau_patience.is_some()
             || self.seed.is_some()
             || self.data.is_some()
     }

@@ -74,6 +74,8 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         );
     }
     let device = session.compute.resolve()?;
+    // Pictures of a folder are never in MNIST, which the starting model learned.
+    let mut held_out = true;
     let data = match &args.images {
         Some(dir) => {
             let fraction = args.val_split.unwrap_or(DEFAULT_VALIDATION_SPLIT);
@@ -84,12 +86,28 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         }
         None => {
             let validation = mnist_validation(args)?;
-            session.data_spec(DataSource::Mnist(session.data_dir(None)), Some(validation))
+            held_out = validation.unseen;
+            session.data_spec(
+                DataSource::Mnist(session.data_dir(None)),
+                Some(validation.split),
+            )
         }
     };
+    if !held_out {
+        warn!(
+            "the validation images were trained on by {}: the run delivers its last epoch{} \
+             rather than choosing by them (config.json: choose_by_validation false)",
+            args.from.display(),
+            if session.ema.is_some() {
+                " (the weight average)"
+            } else {
+                ""
+            }
+        );
+    }
     let options = TrainOptions {
         freeze: args.freeze,
-        choose_by_validation: true,
+        choose_by_validation: held_out,
         patience: args.patience,
         ..session.train_options(TrainOptions::default(), Some(args.epochs), Some(args.lr))
     };
@@ -105,16 +123,26 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     finish_run(&run::execute(plan)?, session)
 }
 
+/// A validation split, and whether the starting model never trained on it.
+struct Validation {
+    split: HeldOut,
+    unseen: bool,
+}
+
 /// The seed when --seed is not given: the default run's.
 const DEFAULT_SEED: u64 = 42;
 
 /// The MNIST validation split. The starting checkpoint has usually trained on MNIST's training
 /// images; validating on images it learned would reward memorisation, so when its run held a
 /// validation split out (`train --val-split`), the same images are held out here.
-fn mnist_validation(args: &FinetuneArgs) -> Result<HeldOut> {
+fn mnist_validation(args: &FinetuneArgs) -> Result<Validation> {
     let parent = config_beside(&args.from)?.filter(|c| c.data.kind == DataKind::Mnist);
     let parent_split = parent.as_ref().and_then(|c| c.data.held_out());
     let seed = args.session.seed.unwrap_or(DEFAULT_SEED);
+    let seen = |split| Validation {
+        split,
+        unseen: false,
+    };
     Ok(match (args.val_split, parent_split) {
         (None, Some(split)) => {
             info!(
@@ -122,23 +150,31 @@ fn mnist_validation(args: &FinetuneArgs) -> Result<HeldOut> {
                 100.0 * split.fraction,
                 split.seed
             );
-            split
+            Validation {
+                split,
+                unseen: true,
+            }
         }
         (Some(fraction), Some(split)) if (fraction, seed) != (split.fraction, split.seed) => {
             warn!(
                 "--val-split {fraction} with seed {seed} differs from the starting run's held-out split ({}, seed {}): some validation images were trained on",
                 split.fraction, split.seed
             );
-            args.session.held_out(fraction, DEFAULT_SEED)
+            seen(args.session.held_out(fraction, DEFAULT_SEED))
         }
         (fraction, None) => {
             warn!(
                 "{} was trained without a held-out validation split (train --val-split): the validation images were trained on, so validation accuracy rewards memorisation",
                 args.from.display()
             );
-            args.session
-                .held_out(fraction.unwrap_or(DEFAULT_VALIDATION_SPLIT), DEFAULT_SEED)
+            seen(
+                args.session
+                    .held_out(fraction.unwrap_or(DEFAULT_VALIDATION_SPLIT), DEFAULT_SEED),
+            )
         }
-        (Some(fraction), Some(_)) => args.session.held_out(fraction, DEFAULT_SEED),
+        (Some(fraction), Some(_)) => Validation {
+            split: args.session.held_out(fraction, DEFAULT_SEED),
+            unseen: true,
+        },
     })
 }

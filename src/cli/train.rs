@@ -10,8 +10,9 @@ use crate::io::RunCommand;
 use crate::nn::Architecture;
 use crate::run::{self, Resumable, ResumeChanges, RunPlan, Start};
 use crate::runtime;
+use crate::schedule::Schedule;
 use crate::train::{rules, Epochs, Recipe};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, ensure, Result};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
@@ -41,15 +42,20 @@ pub struct TrainArgs {
 
     /// Hold out this fraction of the training images (stratified, from the seed) as a
     /// validation set: scored each epoch, never trained on, and reused by `finetune`, so that
-    /// fine-tuning is judged on images the model has never seen. The model saved is still the
-    /// last epoch's.
+    /// fine-tuning is judged on images the model has never seen. model.ot is still the last
+    /// epoch's; best.ot holds the epoch with the best validation scores.
     #[arg(long, value_parser = values::number(dataset::VALIDATION_FRACTION))]
     pub val_split: Option<f64>,
+
+    /// Stop after N epochs without better validation scores (needs --val-split; the test set
+    /// is never watched). The last epoch is still what model.ot holds; best.ot holds the best.
+    #[arg(long, value_name = "N", value_parser = values::number(rules::PATIENCE))]
+    pub patience: Option<usize>,
 
     /// Continue the run in RUN_DIR (interrupted, or finished and to be extended with a larger
     /// --epochs) from its last completed epoch, with its own settings, data and random state;
     /// on the CPU with the same thread count it ends bit-identical to an uninterrupted run.
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["recipe", "arch", "lr", "val_split", "config"])]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["recipe", "arch", "lr", "val_split", "config", "patience"])]
     pub resume: Option<PathBuf>,
 
     /// Take the settings from FILE: a TOML file, or a run's config.json (whose record-only
@@ -77,12 +83,23 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let device = compute.resolve()?;
     // Flags over the file, the file over the recipe.
     let base = file.apply(args.recipe.options())?;
-    let options = session.train_options(base, args.epochs, args.lr);
+    let mut options = session.train_options(base, args.epochs, args.lr);
+    options.patience = args.patience.or(options.patience);
     // The tutorial's recipe delivers the last epoch; a validation split is only scored.
     let validation = args
         .val_split
         .or(file.validation_split)
         .map(|fraction| session.held_out(fraction, options.seed));
+    ensure!(
+        options.schedule != Schedule::Plateau || validation.is_some(),
+        "--schedule plateau watches the validation loss, and there is no validation split: add \
+         --val-split F (the test set is never used to choose)"
+    );
+    ensure!(
+        options.patience.is_none() || validation.is_some(),
+        "--patience watches the validation split, and there is none: add --val-split F (the \
+         test set is never used to choose)"
+    );
     let mut data = session.data_spec(
         DataSource::Mnist(session.data_dir(file.data.as_deref())),
         validation,

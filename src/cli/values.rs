@@ -117,6 +117,6 @@ mod tests {
             .unwrap()
             .map(|v| v.get_name().to_owned())
             .collect();
-        assert_eq!(listed, ["constant", "cosine", "onecycle"]);
+        assert_eq!(listed, ["constant", "cosine", "onecycle", "plateau"]);
     }
 }

@@ -21,6 +21,9 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const CONFIG_FILE: &str = "config.json";
 /// The training state after the last completed epoch, for `train --resume`.
 pub const RESUME_FILE: &str = "resume.ot";
+/// `train` with a validation split: the weights of the epoch with the best validation scores
+/// (model.ot holds the last epoch's).
+pub const BEST_FILE: &str = "best.ot";
 pub const CURVES_FILE: &str = "curves.png";
 pub const CONFUSION_FILE: &str = "confusion.png";
 pub const MISTAKES_FILE: &str = "mistakes.png";
@@ -30,8 +33,9 @@ pub const HTML_FILE: &str = "report.html";
 /// Every file a run (or its report) writes into its folder: what `--overwrite` removes. A file
 /// that runs start writing joins this list. config.json comes last, so that a folder whose
 /// clearing was cut short is still recognised as a run folder.
-pub const RUN_FILES: [&str; 9] = [
+pub const RUN_FILES: [&str; 10] = [
     MODEL_FILE,
+    BEST_FILE,
     METRICS_FILE,
     RESUME_FILE,
     CURVES_FILE,
@@ -161,6 +165,10 @@ impl RunFolder {
 
     pub fn model_path(&self) -> PathBuf {
         self.path.join(MODEL_FILE)
+    }
+
+    pub fn best_path(&self) -> PathBuf {
+        self.path.join(BEST_FILE)
     }
 
     pub fn resume_path(&self) -> PathBuf {

@@ -1,19 +1,22 @@
 //! The run folder as the training loop's [`EpochSink`]: after each epoch, `model.ot` (when the
-//! epoch is the best so far), `metrics.jsonl`, then `resume.ot`, each written atomically; and
+//! epoch is the one to deliver so far), `best.ot` (when a run that delivers its last epoch has a
+//! new validation leader), `metrics.jsonl`, then `resume.ot`, each written atomically; and
 //! `resume.ot` again whenever the loop saves its state within an epoch. It remembers what it
 //! wrote, so that a run that stops can say exactly what its folder holds.
 
 use crate::interrupt::StopPoint;
-use crate::io::run_folder::{CONFIG_FILE, METRICS_FILE, MODEL_FILE, RESUME_FILE};
+use crate::io::run_folder::{BEST_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, RESUME_FILE};
 use crate::io::{checkpoint, RunFolder};
 use crate::model::{Classifier, NamedTensor};
-use crate::train::{EpochSink, History};
+use crate::train::{EpochSink, History, Saves};
 use anyhow::Result;
 
 pub struct FolderSink<'a> {
     pub folder: &'a RunFolder,
     /// The epoch whose weights this process last wrote to model.ot.
     pub model_epoch: Option<usize>,
+    /// The epoch whose weights this process last wrote to best.ot.
+    pub best_epoch: Option<usize>,
     /// The epochs metrics.jsonl holds, as this process last wrote it.
     pub metrics_epochs: Option<usize>,
     /// Where the state this process last wrote to resume.ot was taken.
@@ -25,6 +28,7 @@ impl<'a> FolderSink<'a> {
         Self {
             folder,
             model_epoch: None,
+            best_epoch: None,
             metrics_epochs: None,
             state_at: None,
         }
@@ -39,6 +43,12 @@ impl<'a> FolderSink<'a> {
             files.push(match self.model_epoch {
                 Some(epoch) => format!("{MODEL_FILE} (epoch {epoch})"),
                 None => format!("{MODEL_FILE} {earlier}"),
+            });
+        }
+        if present(BEST_FILE) {
+            files.push(match self.best_epoch {
+                Some(epoch) => format!("{BEST_FILE} (epoch {epoch}, the best validation scores)"),
+                None => format!("{BEST_FILE} {earlier}"),
             });
         }
         if present(METRICS_FILE) {
@@ -59,10 +69,15 @@ impl<'a> FolderSink<'a> {
 }
 
 impl EpochSink for FolderSink<'_> {
-    fn epoch_scored(&mut self, history: &History, is_best: bool, model: &Classifier) -> Result<()> {
-        if is_best {
+    fn epoch_scored(&mut self, history: &History, saves: Saves, model: &Classifier) -> Result<()> {
+        let epoch = history.last_epoch();
+        if saves.delivered {
             checkpoint::save(model, &self.folder.model_path())?;
-            self.model_epoch = Some(history.last_epoch());
+            self.model_epoch = Some(epoch);
+        }
+        if saves.leader {
+            checkpoint::save(model, &self.folder.best_path())?;
+            self.best_epoch = Some(epoch);
         }
         self.folder.write_metrics(history.records())?;
         self.metrics_epochs = Some(history.last_epoch());

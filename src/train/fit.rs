@@ -11,6 +11,7 @@ use crate::data::Split;
 use crate::eval::{EvalSets, Scores};
 use crate::interrupt::{self, Interrupted, StopPoint};
 use crate::model::{Classifier, NamedTensor};
+use crate::schedule::Schedule;
 use anyhow::{ensure, Result};
 use tracing::info;
 
@@ -18,19 +19,28 @@ use tracing::info;
 /// them.
 pub trait EpochSink {
     /// After an epoch is scored and recorded in `history`. The model holds the weights the run
-    /// would deliver (the average, if kept); `is_best` says they are the best so far.
-    fn epoch_scored(&mut self, history: &History, is_best: bool, model: &Classifier) -> Result<()>;
+    /// would deliver (the average, if kept); `saves` says which files they go to.
+    fn epoch_scored(&mut self, history: &History, saves: Saves, model: &Classifier) -> Result<()>;
 
     /// The state a resumed run starts from (see [`super::state`]), after an epoch or after a
     /// step within one (`at`).
     fn state_captured(&mut self, at: StopPoint, state: &[NamedTensor]) -> Result<()>;
 }
 
+/// Which of the epoch's files get the weights the run would deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Saves {
+    /// model.ot: they are the ones to deliver so far.
+    pub delivered: bool,
+    /// best.ot: they lead on the validation split, in a run that delivers its last epoch.
+    pub leader: bool,
+}
+
 /// An [`EpochSink`] that keeps nothing.
 pub struct Discard;
 
 impl EpochSink for Discard {
-    fn epoch_scored(&mut self, _: &History, _: bool, _: &Classifier) -> Result<()> {
+    fn epoch_scored(&mut self, _: &History, _: Saves, _: &Classifier) -> Result<()> {
         Ok(())
     }
 
@@ -83,11 +93,7 @@ impl Fit<'_> {
         for epoch in first_epoch..=epochs {
             let trained = self.train_epoch(epoch, partial.take(), &mut progress)?;
             self.finish_epoch(epoch, trained, &mut progress)?;
-            let has_validation = self.eval.validation.is_some();
-            if progress
-                .selection
-                .patience_ran_out(epoch, epochs, has_validation)
-            {
+            if progress.selection.patience_ran_out(epoch, epochs) {
                 let patience = progress.selection.patience().unwrap_or(0);
                 info!("no better validation accuracy for {patience} epoch(s): stopping early");
                 stopped_early = true;
@@ -103,9 +109,12 @@ impl Fit<'_> {
                 return Err(Interrupted { signal, at }.into());
             }
         }
+        let leader = progress.selection.leader.map(|l| l.epoch);
+        let kept_apart = !self.options.choose_by_validation;
         Ok(FitOutcome {
             chosen_epoch: progress.selection.deliver(self.model),
             stopped_early,
+            best_validation_epoch: leader.filter(|_| kept_apart),
         })
     }
 
@@ -158,6 +167,10 @@ impl Fit<'_> {
              train further"
         );
         progress.selection.best = saved.restore(&mut progress.trainer)?;
+        progress.selection.replay(progress.history.records());
+        for record in progress.history.trained() {
+            observe_plateau(&mut progress.trainer, record, self.options);
+        }
         let next = done + 1;
         let steps = progress.trainer.steps_in(next);
         let partial = saved.partial(next, steps, self.model.device())?;
@@ -189,11 +202,14 @@ impl Fit<'_> {
         let record = self.record(epoch, &trained, trainer)?;
         let verdict = selection.judge(&record.scores);
         log_epoch(&record, trained.loss, verdict, self.options);
-        if verdict.is_best {
-            selection.keep(epoch, &record.scores, self.model);
-        }
+        selection.record(epoch, &record.scores, verdict, self.model);
+        observe_plateau(trainer, &record, self.options);
+        let saves = Saves {
+            delivered: verdict.is_best,
+            leader: verdict.leads && !verdict.by_validation,
+        };
         history.push(record);
-        sink.epoch_scored(history, verdict.is_best, self.model)?;
+        sink.epoch_scored(history, saves, self.model)?;
         if let (Some(raw), Some(average)) = (raw, trainer.average.as_ref()) {
             average.swap_out(self.model, raw);
         }
@@ -219,10 +235,27 @@ impl Fit<'_> {
             scores: Scores::evaluate(self.model, &self.eval)?,
             seconds: trained.seconds,
             images_per_second: trained.images as f64 / trained.seconds,
-            learning_rate: trainer.clock.at(first_step),
-            learning_rate_end: trainer.clock.at(first_step + steps - 1),
+            learning_rate: trainer.learning_rate_at(first_step),
+            learning_rate_end: trainer.learning_rate_at(first_step + steps - 1),
             grad_norm: trained.grad_norm,
         })
+    }
+}
+
+/// Under the plateau schedule, hands the epoch's validation loss to it.
+fn observe_plateau(trainer: &mut Trainer, record: &EpochRecord, options: &TrainOptions) {
+    if options.schedule != Schedule::Plateau {
+        return;
+    }
+    if let Some(loss) = record.scores.validation_loss {
+        if trainer.plateau.observe(loss) {
+            info!(
+                "validation loss has not improved for {} epoch(s): learning rate × {} (now {:.2e})",
+                options.plateau_patience + 1,
+                options.plateau_factor,
+                options.learning_rate * trainer.plateau.scale
+            );
+        }
     }
 }
 
@@ -236,11 +269,7 @@ fn log_epoch(record: &EpochRecord, train_loss: f64, verdict: Verdict, options: &
         record.learning_rate_end,
         record.seconds,
         record.images_per_second,
-        if verdict.is_best && verdict.by_validation {
-            "  (best so far)"
-        } else {
-            ""
-        }
+        if verdict.leads { "  (best so far)" } else { "" }
     );
 }
 

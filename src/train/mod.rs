@@ -20,7 +20,7 @@ pub mod records;
 pub mod state;
 pub mod trainer;
 
-pub use fit::{Discard, EpochSink, Fit};
+pub use fit::{Discard, EpochSink, Fit, Saves};
 pub use options::{rules, Epochs, Freeze, Recipe, TrainOptions};
 pub use records::{EpochRecord, FinalMetrics, FitOutcome, History};
 pub use state::TrainingState;

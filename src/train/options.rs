@@ -39,6 +39,8 @@ pub mod rules {
         Rule::new(|x| (0.0..1.0).contains(&x), "at least 0 and below 1");
     pub const BETA: Rule<f64> = Rule::new(|x| (0.0..1.0).contains(&x), "at least 0 and below 1");
     pub const EPS: Rule<f64> = Rule::new(|x| x.is_finite() && x > 0.0, "a positive, finite number");
+    pub const PLATEAU_FACTOR: Rule<f64> = Rule::new(|x| x > 0.0 && x < 1.0, "above 0 and below 1");
+    pub const PLATEAU_PATIENCE: Rule<usize> = Rule::new(|n| n <= 1000, "from 0 to 1000");
     pub const CLIP_GRAD_NORM: Rule<f64> =
         Rule::new(|x| x.is_finite() && x > 0.0, "a positive, finite number");
 }
@@ -234,7 +236,7 @@ impl Recipe {
 }
 
 /// The config.json keys of [`TrainOptions`]: what a settings file may set (`train --config`).
-pub const KEYS: [&str; 19] = [
+pub const KEYS: [&str; 21] = [
     "epochs",
     "batch_size",
     "learning_rate",
@@ -254,6 +256,8 @@ pub const KEYS: [&str; 19] = [
     "betas",
     "eps",
     "clip_grad_norm",
+    "plateau_factor",
+    "plateau_patience",
 ];
 
 /// The hyper-parameters of a training run. The defaults are the Keras tutorial's recipe.
@@ -301,6 +305,19 @@ pub struct TrainOptions {
     /// Clip the global L2 norm of the gradients to this, every step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_grad_norm: Option<f64>,
+    /// The plateau schedule's factor and patience.
+    #[serde(default = "default_plateau_factor")]
+    pub plateau_factor: f64,
+    #[serde(default = "default_plateau_patience")]
+    pub plateau_patience: usize,
+}
+
+fn default_plateau_factor() -> f64 {
+    0.1
+}
+
+fn default_plateau_patience() -> usize {
+    2
 }
 
 fn is_zero(x: &f64) -> bool {
@@ -342,6 +359,8 @@ impl TrainOptions {
         rules::BETA.check("betas[1]", self.betas[1])?;
         rules::EPS.check("eps", self.eps)?;
         rules::CLIP_GRAD_NORM.check_optional("clip_grad_norm", self.clip_grad_norm)?;
+        rules::PLATEAU_FACTOR.check("plateau_factor", self.plateau_factor)?;
+        rules::PLATEAU_PATIENCE.check("plateau_patience", self.plateau_patience)?;
         ensure!(
             kind == OptimizerKind::Sgd || (self.momentum == 0.0 && !self.nesterov),
             "momentum and nesterov are sgd's; the optimizer is {kind}"
@@ -394,6 +413,8 @@ impl Default for TrainOptions {
             betas: default_betas(),
             eps: default_eps(),
             clip_grad_norm: None,
+            plateau_factor: default_plateau_factor(),
+            plateau_patience: default_plateau_patience(),
         }
     }
 }

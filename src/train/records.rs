@@ -155,6 +155,8 @@ pub struct FitOutcome {
     /// The epoch whose weights the model holds at the end.
     pub chosen_epoch: usize,
     pub stopped_early: bool,
+    /// The validation leader, kept in best.ot, when the run delivers its last epoch.
+    pub best_validation_epoch: Option<usize>,
 }
 
 /// The delivered model's figures (the chosen epoch's), repeated in `config.json`.
@@ -163,6 +165,10 @@ pub struct FinalMetrics {
     pub epochs_completed: usize,
     /// The epoch whose weights are in model.ot.
     pub chosen_epoch: usize,
+    /// The epoch whose weights are in best.ot (the best validation scores), when `train` kept
+    /// one apart from model.ot.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub best_validation_epoch: Option<usize>,
     pub stopped_early: bool,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub train_loss: Option<f64>,
@@ -179,6 +185,7 @@ impl FinalMetrics {
         Self {
             epochs_completed: history.trained().count(),
             chosen_epoch: outcome.chosen_epoch,
+            best_validation_epoch: outcome.best_validation_epoch,
             stopped_early: outcome.stopped_early,
             train_loss: chosen.train_loss,
             scores: chosen.scores,
@@ -221,6 +228,7 @@ mod tests {
         let outcome = FitOutcome {
             chosen_epoch: 1,
             stopped_early: false,
+            best_validation_epoch: None,
         };
         let metrics = FinalMetrics::new(&history, outcome);
         assert_eq!((metrics.epochs_completed, metrics.train_seconds), (2, 2.0));

@@ -8,7 +8,8 @@
 //! - `model.NAME`: the raw weights (every variable, batch-norm statistics included);
 //! - `adam.step`, `adam.m.NAME`, `adam.v.NAME`: the optimizer (see [`crate::optim`]);
 //! - `ema.NAME`: the weight average, when the run keeps one;
-//! - `best.epoch`, `best.accuracy`, `best.NAME`: the best epoch so far and its weights.
+//! - `best.epoch`, `best.NAME`: the epoch delivered so far and its weights (the validation
+//!   leader is found again from metrics.jsonl).
 
 use super::best::Best;
 use super::trainer::{PartialEpoch, Trainer};
@@ -136,7 +137,6 @@ impl TrainingState {
         }
         Ok(Some(Best {
             epoch: self.count("best.epoch")?,
-            accuracy: self.scalar("best.accuracy")?,
             weights: self
                 .prefixed(trainer, "best")?
                 .iter()
@@ -189,10 +189,6 @@ pub(super) fn capture(
         tensors.push(named(
             "best.epoch".to_owned(),
             Tensor::from(best.epoch as i64),
-        ));
-        tensors.push(named(
-            "best.accuracy".to_owned(),
-            Tensor::from(best.accuracy),
         ));
         for (name, t) in names.iter().zip(&best.weights) {
             tensors.push(named(format!("best.{name}"), t.contiguous()));

@@ -13,7 +13,7 @@ use crate::data::Split;
 use crate::interrupt;
 use crate::model::Classifier;
 use crate::optim::{clip, Optimizer};
-use crate::schedule::Schedule;
+use crate::schedule::{Plateau, Schedule};
 use crate::{progress, rng};
 use anyhow::{ensure, Result};
 use std::time::Instant;
@@ -81,6 +81,8 @@ pub struct Trainer<'a> {
     pub average: Option<WeightAverage>,
     pub options: &'a TrainOptions,
     pub clock: ScheduleClock,
+    /// The plateau schedule's state (its scale stays 1 under the other schedules).
+    pub plateau: Plateau,
     pub steps_per_epoch: usize,
 }
 
@@ -106,8 +108,15 @@ impl<'a> Trainer<'a> {
             average,
             options,
             clock,
+            plateau: Plateau::new(options.plateau_factor, options.plateau_patience),
             steps_per_epoch,
         })
+    }
+
+    /// The learning rate at `step` (0-based) of the run: the schedule's, times the plateau's
+    /// scale.
+    pub fn learning_rate_at(&self, step: usize) -> f64 {
+        self.clock.at(step) * self.plateau.scale
     }
 
     /// The run's step count before `epoch` starts.
@@ -161,7 +170,8 @@ impl<'a> Trainer<'a> {
         let seconds = |started: Instant| seconds_before + started.elapsed().as_secs_f64();
         for step in start..steps {
             if options.schedule != Schedule::Constant {
-                self.optimizer.set_lr(self.clock.at(first_step + step));
+                self.optimizer
+                    .set_lr(self.learning_rate_at(first_step + step));
             }
             let begin = step * options.batch_size;
             let len = options.batch_size.min(n - begin);

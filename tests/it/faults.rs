@@ -409,15 +409,31 @@ fn checkpoint_every_steps_bounds_what_a_kill_9_loses() {
     assert_same_run(&whole, &cut);
 }
 
-/// Every optimizer and clipping keep their state across a Ctrl-C within an epoch: AdamW with
-/// clipping, and SGD with Nesterov momentum and weight decay, resume bit-identical.
+/// Every optimizer, clipping and the plateau schedule keep their state across a Ctrl-C within
+/// an epoch: AdamW with clipping, Adam under the plateau schedule, and SGD with Nesterov momentum
+/// and weight decay resume bit-identical.
 #[test]
 fn each_optimizer_and_clipping_resume_bit_identical_at_any_step() {
     let data = tempfile::tempdir().unwrap();
     write_small_mnist(data.path(), 640, 50);
     let runs = tempfile::tempdir().unwrap();
-    let controls: [&[&str]; 2] = [
+    let controls: [&[&str]; 3] = [
         &["--optimizer", "adamw", "--clip-grad-norm", "0.5"],
+        &[
+            "--optimizer",
+            "adam",
+            // A rate too small to improve the validation loss: the plateau acts every epoch.
+            "--schedule",
+            "plateau",
+            "--plateau-patience",
+            "0",
+            "--plateau-factor",
+            "0.5",
+            "--lr",
+            "1e-7",
+            "--val-split",
+            "0.2",
+        ],
         &[
             "--optimizer",
             "sgd",
@@ -447,4 +463,14 @@ fn each_optimizer_and_clipping_resume_bit_identical_at_any_step() {
     assert!(clipped
         .iter()
         .all(|line| line["grad_norm"].as_f64().unwrap() > 0.0));
+    // The plateau schedule acted within the run, so its replayed state mattered.
+    let plateau = read_json_lines(&runs.path().join("1-whole").join("metrics.jsonl"));
+    let rates: Vec<f64> = plateau
+        .iter()
+        .map(|l| l["learning_rate"].as_f64().unwrap())
+        .collect();
+    assert!(
+        rates.last().unwrap() < &rates[0],
+        "the rate never fell: {rates:?}"
+    );
 }

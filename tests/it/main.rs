@@ -15,6 +15,7 @@ mod interop;
 mod optimizers;
 mod pictures;
 mod report;
+mod selection;
 mod serve;
 mod settings;
 mod trust;
