@@ -14,6 +14,7 @@ pub mod output;
 pub mod predict;
 pub mod report;
 pub mod serve;
+pub mod summary;
 pub mod train;
 pub mod values;
 
@@ -62,6 +63,9 @@ enum Command {
     /// Serve the model over HTTP: POST /v1/predict (pictures or pixels, batched), a
     /// draw-a-digit page on /, /healthz and Prometheus /metrics.
     Serve(serve::ServeArgs),
+    /// A network's layers with their output shapes, parameters and multiply-adds, and the
+    /// training FLOPs per image (as Keras's model.summary()).
+    Summary(summary::SummaryArgs),
 }
 
 /// Parses the command line, runs the command, and turns its outcome into the exit status.
@@ -80,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Summary(args) => summary::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -184,8 +184,32 @@ fn check_weights_fit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::summary::Summary;
     use crate::nn::tutorial::reference_forward;
     use crate::shape::batch_shape;
+
+    /// `summary`'s table is derived from the networks' constants: its totals must be the
+    /// built networks' own.
+    #[test]
+    fn the_summary_counts_what_the_networks_hold() {
+        for architecture in [
+            Architecture::Tutorial,
+            Architecture::Vgg { width: 4 },
+            Architecture::Vgg { width: 16 },
+            Architecture::Vgg { width: 48 },
+        ] {
+            let summary = Summary::of(architecture);
+            let model = Classifier::new(architecture, Device::Cpu);
+            assert_eq!(
+                summary.parameters,
+                model.parameter_count(),
+                "{architecture}"
+            );
+            let picture = Tensor::zeros([1, 1, 28, 28], (Kind::Float, Device::Cpu));
+            let logits = model.forward(&picture, false);
+            assert_eq!(summary.layers.last().unwrap().output_shape, logits.size());
+        }
+    }
 
     /// The speed-ups (pool before ReLU, channels-last kernels) must not change the numbers: on
     /// the same batch the model's loss and every gradient equal those of the tutorial network

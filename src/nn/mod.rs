@@ -10,6 +10,7 @@
 pub mod architecture;
 pub mod layout;
 pub mod names;
+pub mod summary;
 pub mod tutorial;
 pub mod vgg;
 

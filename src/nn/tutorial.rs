@@ -8,8 +8,8 @@ use tch::nn;
 use tch::Tensor;
 
 /// Channels of the two convolutions.
-const CONV1_CHANNELS: i64 = 32;
-const CONV2_CHANNELS: i64 = 64;
+pub const CONV1_CHANNELS: i64 = 32;
+pub const CONV2_CHANNELS: i64 = 64;
 /// Side of the feature map entering the dense layer: 28 → conv 26 → pool 13 → conv 11 → pool 5.
 const FINAL_SIDE: i64 = 5;
 const KERNEL: i64 = 3;

@@ -207,3 +207,44 @@ fn a_resumed_vgg_run_ends_bit_identical_to_an_uninterrupted_one() {
         assert!(tensor.equal(&b[name]), "{name} differs after resuming");
     }
 }
+
+/// `summary` prints Keras's counts: 34,826 parameters for the tutorial network, 289,130 for
+/// vgg-32, the multiply-adds per layer, and the same for a checkpoint's network.
+#[test]
+fn summary_counts_parameters_and_multiply_adds_per_layer() {
+    let tutorial = mnist_cnn(&["summary", "--arch", "tutorial"]);
+    assert_success(&tutorial);
+    let text = stdout(&tutorial);
+    assert!(text.contains("total parameters: 34,826"), "{text}");
+    assert!(
+        text.contains("[1, 32, 26, 26]") && text.contains("2,230,272"),
+        "{text}"
+    );
+    let vgg = stdout_json(&mnist_cnn(&["summary", "--arch", "vgg-32", "--json"]));
+    assert_eq!(vgg["parameters"], 289_130);
+    let layers = vgg["layers"].as_array().unwrap();
+    let conv1 = layers.iter().find(|l| l["name"] == "conv1").unwrap();
+    assert_eq!(conv1["mult_adds"], 28 * 28 * 32 * 9);
+
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    write_small_mnist(&data, 32, 16);
+    let run = scratch.path().join("run");
+    assert_success(&train_small(
+        &data,
+        &run,
+        &["--arch", "vgg-4", "--no-report"],
+    ));
+    let model = run.join("model.ot");
+    let from_model = stdout_json(&mnist_cnn(&[
+        "summary",
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(from_model["architecture"], "vgg-4");
+    assert_eq!(
+        from_model,
+        stdout_json(&mnist_cnn(&["summary", "--arch", "vgg-4", "--json"]))
+    );
+}
