@@ -10,6 +10,7 @@ pub mod eval;
 pub mod export;
 pub mod finetune;
 pub mod info;
+pub mod lr_find;
 pub mod output;
 pub mod predict;
 pub mod report;
@@ -66,6 +67,9 @@ enum Command {
     /// A network's layers with their output shapes, parameters and multiply-adds, and the
     /// training FLOPs per image (as Keras's model.summary()).
     Summary(summary::SummaryArgs),
+    /// The learning-rate range test: train a few batches at exponentially rising rates, suggest
+    /// the rate where the loss fell fastest, and draw lr_find.png. Saves no model.
+    LrFind(lr_find::LrFindArgs),
 }
 
 /// Parses the command line, runs the command, and turns its outcome into the exit status.
@@ -85,6 +89,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Summary(args) => summary::run(args),
+        Command::LrFind(args) => lr_find::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

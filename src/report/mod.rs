@@ -10,6 +10,7 @@ mod charts;
 pub mod data;
 mod gallery;
 mod html;
+pub mod lr_find;
 
 use crate::data::Split;
 use crate::eval;

@@ -15,6 +15,7 @@
 pub mod average;
 pub mod best;
 pub mod fit;
+pub mod lr_find;
 pub mod options;
 pub mod records;
 pub mod state;

@@ -248,3 +248,58 @@ fn summary_counts_parameters_and_multiply_adds_per_layer() {
         stdout_json(&mnist_cnn(&["summary", "--arch", "vgg-4", "--json"]))
     );
 }
+
+/// `lr-find` sweeps the rates, suggests one inside the range, draws its chart, and leaves no
+/// model behind.
+#[test]
+fn lr_find_suggests_a_rate_and_draws_it() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    write_small_mnist(&data, 320, 16);
+    let chart = scratch.path().join("lr.png");
+    let output = mnist_cnn(&[
+        "lr-find",
+        "--data",
+        data.to_str().unwrap(),
+        "--steps",
+        "40",
+        "--batch-size",
+        "16",
+        "--out",
+        chart.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    assert_success(&output);
+    let finding = stdout_json(&output);
+    let suggestion = finding["suggestion"].as_f64().unwrap();
+    assert!((1e-7..=10.0).contains(&suggestion), "{finding}");
+    let points = finding["points"].as_array().unwrap();
+    assert!(points.len() > 10 && points.len() <= 40);
+    let rates: Vec<f64> = points
+        .iter()
+        .map(|p| p["learning_rate"].as_f64().unwrap())
+        .collect();
+    assert!(
+        rates.windows(2).all(|w| w[1] > w[0]),
+        "rates rise: {rates:?}"
+    );
+    let picture = image::open(&chart).unwrap();
+    assert_eq!((picture.width(), picture.height()), (800, 500));
+    let mut left = file_names(scratch.path());
+    left.sort();
+    assert_eq!(left, ["data", "lr.png"], "nothing else written");
+    let refused = mnist_cnn(&[
+        "lr-find",
+        "--data",
+        data.to_str().unwrap(),
+        "--start",
+        "1",
+        "--end",
+        "0.1",
+    ]);
+    assert_clean_failure(&refused, &["--start", "--end"]);
+}
