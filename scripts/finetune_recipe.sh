@@ -3,7 +3,7 @@
 #   1. the tutorial recipe (10 epochs, batch 32, Adam 1e-3) with 10% of the training images held
 #      out, so that fine-tuning can be judged on images the model has never seen;
 #   2. fine-tuning from it: augmentation, Adam 1e-3 with cosine decay, batch 128, 20 epochs, an
-#      exponential moving average of the weights; the epoch with the best validation accuracy is
+#      exponential moving average of the weights; the epoch with the best validation scores is
 #      kept. The test set is only reported.
 # Usage: scripts/finetune_recipe.sh SEED [RUNS_DIR]   (set-up as in train.sh: libtorch, build, data)
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"

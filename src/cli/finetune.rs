@@ -28,7 +28,7 @@ pub struct FinetuneArgs {
     #[arg(long, default_value = "3", value_parser = values::epochs(), allow_negative_numbers = true)]
     pub epochs: Epochs,
 
-    /// Adam's learning rate (the peak rate under a schedule).
+    /// The optimizer's learning rate (the peak rate under a schedule).
     #[arg(long, default_value_t = 1e-4, value_parser = values::number(rules::LEARNING_RATE), allow_negative_numbers = true)]
     pub lr: f64,
 
@@ -47,7 +47,7 @@ pub struct FinetuneArgs {
     #[arg(long, value_parser = values::number(dataset::VALIDATION_FRACTION))]
     pub val_split: Option<f64>,
 
-    /// Stop after N epochs without a better validation accuracy.
+    /// Stop after N epochs without better validation scores (a higher accuracy, or the same with a lower loss).
     #[arg(long, value_name = "N", value_parser = values::number(rules::PATIENCE))]
     pub patience: Option<usize>,
 

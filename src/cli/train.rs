@@ -36,7 +36,7 @@ pub struct TrainArgs {
     #[arg(long, value_parser = values::epochs(), allow_negative_numbers = true)]
     pub epochs: Option<Epochs>,
 
-    /// Adam's learning rate, the peak rate under a schedule [default: 1e-3, or the recipe's].
+    /// The optimizer's learning rate, the peak rate under a schedule [default: 1e-3, or the recipe's].
     #[arg(long, value_parser = values::number(rules::LEARNING_RATE), allow_negative_numbers = true)]
     pub lr: Option<f64>,
 

@@ -95,7 +95,7 @@ impl Fit<'_> {
             self.finish_epoch(epoch, trained, &mut progress)?;
             if progress.selection.patience_ran_out(epoch, epochs) {
                 let patience = progress.selection.patience().unwrap_or(0);
-                info!("no better validation accuracy for {patience} epoch(s): stopping early");
+                info!("no better validation scores for {patience} epoch(s): stopping early");
                 stopped_early = true;
                 break;
             }
@@ -259,6 +259,16 @@ fn observe_plateau(trainer: &mut Trainer, record: &EpochRecord, options: &TrainO
     }
 }
 
+/// How the epoch line marks a new validation leader: the weights to deliver when the run
+/// chooses by validation, otherwise the ones best.ot keeps.
+fn lead_note(verdict: Verdict) -> &'static str {
+    match (verdict.leads, verdict.by_validation) {
+        (false, _) => "",
+        (true, true) => "  (best so far)",
+        (true, false) => "  (best validation scores so far: best.ot)",
+    }
+}
+
 fn log_epoch(record: &EpochRecord, train_loss: f64, verdict: Verdict, options: &TrainOptions) {
     info!(
         "epoch {}/{}: train loss {train_loss:.4}, {}, lr {:.2e}→{:.2e}, {:.1} s, {:.0} images/s{}",
@@ -269,7 +279,7 @@ fn log_epoch(record: &EpochRecord, train_loss: f64, verdict: Verdict, options: &
         record.learning_rate_end,
         record.seconds,
         record.images_per_second,
-        if verdict.leads { "  (best so far)" } else { "" }
+        lead_note(verdict)
     );
 }
 

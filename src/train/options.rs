@@ -271,10 +271,11 @@ pub struct TrainOptions {
     pub augment: bool,
     pub label_smoothing: f64,
     pub freeze: Freeze,
-    /// Deliver the epoch with the best validation accuracy (when there is a validation set)
+    /// Deliver the epoch with the best validation scores (when there is a validation set)
     /// rather than the last one.
     pub choose_by_validation: bool,
-    /// Stop after this many epochs without a better validation accuracy.
+    /// Stop after this many epochs without better validation scores (higher accuracy, or the same
+    /// with a lower loss).
     pub patience: Option<usize>,
     /// Decay of the exponential moving average of the weights (evaluated and saved in place of
     /// the raw weights), when enabled.
