@@ -81,6 +81,38 @@ pub fn apply_threads(threads: Option<usize>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Raises the soft limit on open files towards `wanted` (within the hard limit), so that a
+/// server may hold as many connections as it is told; returns the limit in force.
+// rlim_t is u64 on Linux, other widths elsewhere: the casts are for those.
+#[allow(clippy::unnecessary_cast)]
+pub fn allow_open_files(wanted: u64) -> u64 {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit read and write the struct passed, nothing else.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return 0;
+            }
+            let current = limit.rlim_cur as u64;
+            if current < wanted {
+                limit.rlim_cur = wanted.min(limit.rlim_max as u64) as libc::rlim_t;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    return limit.rlim_cur as u64;
+                }
+            }
+            current
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        wanted
+    }
+}
+
 /// Makes glibc's allocator keep freed memory for reuse instead of handing it back to the kernel.
 ///
 /// By default every block over 128 KiB–32 MiB is a fresh `mmap`, and the kernel zero-fills its
@@ -88,7 +120,7 @@ pub fn apply_threads(threads: Option<usize>) -> anyhow::Result<()> {
 /// the CPU a large part of the time went into page faults (inference at batch 1000 ran at 4,200
 /// images/s before this, 9,500 after, on the 2-core development machine). Without `mmap`
 /// and with a high trim threshold, freed blocks stay in the heap and are reused. The process
-/// keeps its peak memory until it exits, which suits a command-line tool. Called first thing by
+/// keeps its peak memory until it exits, which suits a command-line tool (not a server). Called by
 /// the `mnist-cnn` binary; a program using the library may call it too.
 pub fn keep_freed_memory() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -74,8 +74,13 @@ enum Command {
 
 /// Parses the command line, runs the command, and turns its outcome into the exit status.
 pub fn main() -> ExitCode {
-    crate::runtime::keep_freed_memory();
     let cli = Cli::parse();
+    // Training and evaluation reuse the same large blocks every step; a server's memory comes
+    // in bursts and should go back to the system after one (measured in the README's serving
+    // section), so `serve` keeps glibc's default.
+    if !matches!(cli.command, Command::Serve(_)) {
+        crate::runtime::keep_freed_memory();
+    }
     init_logging();
     let result = match &cli.command {
         Command::Info(args) => info::run(args),

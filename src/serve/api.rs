@@ -1,63 +1,38 @@
 //! The HTTP endpoints: `POST /v1/predict`, `GET /`, `GET /healthz`, `GET /metrics`, and the
 //! errors they answer with (JSON `{"error": "…"}` and a 4xx/5xx status).
 
-use super::batcher::{Answer, Refused};
+use super::batcher::Job;
 use super::error::ApiError;
-use super::request::{json_fields, payload_kind, picture_field, read_body, Fields, Payload};
+use super::request::{json_request, payload_kind, picture_request, read_body, Fields, Payload};
 use super::state::AppState;
 use crate::shape::IMAGE_SIDE;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The draw-a-digit page: one file, no external resources.
 const PAGE: &str = include_str!("page.html");
 
-/// Counts a request as in flight until dropped.
-struct InFlight<'a>(&'a AtomicUsize);
+/// Counts a request as arriving (its body here, its fields being prepared) until dropped.
+struct Arriving<'a>(&'a AtomicUsize);
 
-impl<'a> InFlight<'a> {
+impl<'a> Arriving<'a> {
     fn enter(counter: &'a AtomicUsize) -> Self {
         counter.fetch_add(1, Ordering::AcqRel);
         Self(counter)
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for Arriving<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// The route label for metrics: one of the known routes, or `other` (so that scanners cannot
-/// grow the metrics without bound).
-fn route_label(path: &str) -> &'static str {
-    match path {
-        "/" => "/",
-        "/healthz" => "/healthz",
-        "/metrics" => "/metrics",
-        "/v1/predict" => "/v1/predict",
-        _ => "other",
-    }
-}
-
-/// Middleware: counts every response by route and status, and times `/v1/predict`.
-pub async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let route = route_label(request.uri().path());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    state
-        .metrics
-        .observe_response(route, response.status().as_u16(), started.elapsed());
-    response
 }
 
 pub async fn page() -> Html<&'static str> {
@@ -113,26 +88,41 @@ pub async fn predict(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let _in_flight = InFlight::enter(&state.in_flight);
     let kind = payload_kind(&headers)?;
     let bytes = read_body(body, &headers, &state.limits).await?;
-    let fields = match kind {
-        Payload::Picture => Fields {
-            fields: vec![picture_field(&state, bytes, "the picture").await?],
-            list: false,
-        },
-        Payload::Json => json_fields(&state, &bytes).await?,
+    let arriving = Arriving::enter(&state.arriving);
+    let Fields {
+        fields,
+        list,
+        ticket,
+    } = match kind {
+        Payload::Picture => picture_request(&state, bytes).await?,
+        Payload::Json => json_request(&state, bytes).await?,
     };
-    let count = fields.fields.len();
-    let answers = infer(&state, &fields.fields).await?;
-    state.metrics.observe_pictures(count);
-    let predictions: Vec<Prediction> = fields
-        .fields
+    let inputs: Vec<Vec<Vec<f32>>> = fields.iter().map(|f| round_input(f)).collect();
+    let (job, answer) = Job::new(fields, ticket);
+    state
+        .batcher
+        .submit(job)
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the model has stopped"))?;
+    drop(arriving);
+    // If the client goes away now, this future is dropped with `answer`, and the model thread
+    // drops the request's fields not yet computed.
+    let answers = answer
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the model thread stopped",
+            )
+        })?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let predictions: Vec<Prediction> = inputs
         .into_iter()
         .zip(answers)
-        .map(|(field, probabilities)| prediction(field, probabilities))
+        .map(|(input, probabilities)| prediction(input, probabilities))
         .collect();
-    Ok(if fields.list {
+    Ok(if list {
         Json(serde_json::json!({ "predictions": predictions })).into_response()
     } else {
         let one = predictions.into_iter().next().expect("one field");
@@ -140,38 +130,15 @@ pub async fn predict(
     })
 }
 
-/// Queues every field for the model and waits for all answers.
-async fn infer(state: &AppState, fields: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, ApiError> {
-    let mut pending = Vec::with_capacity(fields.len());
-    for field in fields {
-        let receiver = state
-            .batcher
-            .submit(field.clone())
-            .map_err(|refused| match refused {
-                Refused::Busy => ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the server is at capacity; retry shortly",
-                ),
-                Refused::Stopped => {
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the model has stopped")
-                }
-            })?;
-        pending.push(receiver);
-    }
-    let mut answers = Vec::with_capacity(pending.len());
-    for receiver in pending {
-        let answer: Answer = receiver.await.map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the model thread stopped",
-            )
-        })?;
-        answers.push(answer.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?);
-    }
-    Ok(answers)
+/// The 28×28 input as the answer shows it: rows of values rounded to three decimals.
+fn round_input(field: &[f32]) -> Vec<Vec<f32>> {
+    field
+        .chunks(IMAGE_SIDE as usize)
+        .map(|row| row.iter().map(|v| (v * 1000.0).round() / 1000.0).collect())
+        .collect()
 }
 
-fn prediction(field: Vec<f32>, probabilities: Vec<f32>) -> Prediction {
+fn prediction(input: Vec<Vec<f32>>, probabilities: Vec<f32>) -> Prediction {
     let (digit, probability) =
         probabilities
             .iter()
@@ -181,10 +148,6 @@ fn prediction(field: Vec<f32>, probabilities: Vec<f32>) -> Prediction {
                 (0, f32::MIN),
                 |best, (i, p)| if p > best.1 { (i, p) } else { best },
             );
-    let input = field
-        .chunks(IMAGE_SIDE as usize)
-        .map(|row| row.iter().map(|v| (v * 1000.0).round() / 1000.0).collect())
-        .collect();
     Prediction {
         digit,
         probability,

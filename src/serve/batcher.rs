@@ -1,58 +1,75 @@
-//! Dynamic batching: request handlers hand in single 28×28 fields; one thread that owns the
-//! model takes whatever has queued (up to `max_batch`), waits at most `max_wait` for more when
-//! the batch is not full and more requests are in flight, runs one forward pass, and answers
-//! each field. (With nothing else in flight, waiting would only add latency: a lone client gets
-//! its answer without the wait.)
+//! Fair dynamic batching. Handlers hand in whole requests (their fields already admitted, see
+//! [`super::admission`]); one thread that owns the model draws each batch from every request
+//! waiting, in turns (round robin, a fair share of the batch each), so that a request for one
+//! digit is answered within a batch or two however long the lists around it are. A request whose
+//! client has gone is dropped before any more of its fields are computed.
+//!
+//! A batch that is not full waits (at most `max_wait`) only while other requests are arriving
+//! (their bodies received, their fields being decoded): never for a slow upload, and a lone
+//! client gets its answer without the wait.
 //!
 //! The model lives on its own OS thread because libtorch calls block (and tch tensors are not
-//! `Sync`); the queue is bounded, so an overloaded server answers 503 at once instead of
-//! growing a backlog.
+//! `Sync`).
 
-use super::metrics::Metrics;
+use super::admission::Ticket;
+use super::metrics::{Abandoned, Metrics, Settled};
 use crate::eval::{infer, Ensemble};
 use crate::shape::{IMAGE_PIXELS, NUM_CLASSES};
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::error;
 
-/// The ten probabilities for one field, or why there are none.
-pub type Answer = Result<Vec<f32>, String>;
+/// The ten probabilities of each field of a request, in order, or why there are none.
+pub type Answer = Result<Vec<Vec<f32>>, String>;
 
-struct Job {
-    field: Vec<f32>,
+/// One admitted request.
+pub struct Job {
+    /// The fields, 784 values each, one after the other.
+    pixels: Vec<f32>,
+    ticket: Ticket,
     reply: oneshot::Sender<Answer>,
 }
 
-/// Why a field could not be queued.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Refused {
-    /// The queue is full: the server is at capacity.
-    Busy,
-    /// The model thread has stopped.
-    Stopped,
+impl Job {
+    /// A request of `fields` (784 values each) holding `ticket` for them.
+    pub fn new(fields: Vec<Vec<f32>>, ticket: Ticket) -> (Self, oneshot::Receiver<Answer>) {
+        debug_assert!(fields.iter().all(|f| f.len() == IMAGE_PIXELS));
+        debug_assert_eq!(fields.len(), ticket.held());
+        let (reply, answer) = oneshot::channel();
+        let job = Self {
+            pixels: fields.concat(),
+            ticket,
+            reply,
+        };
+        (job, answer)
+    }
+
+    fn fields(&self) -> usize {
+        self.pixels.len() / IMAGE_PIXELS
+    }
 }
+
+/// The model thread has stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Stopped;
 
 /// The handlers' side of the batcher.
 #[derive(Clone)]
 pub struct BatcherHandle {
-    queue: SyncSender<Job>,
+    queue: Sender<Job>,
 }
 
 impl BatcherHandle {
-    /// Queues one field; the answer arrives on the returned receiver.
-    pub fn submit(&self, field: Vec<f32>) -> Result<oneshot::Receiver<Answer>, Refused> {
-        debug_assert_eq!(field.len(), IMAGE_PIXELS);
-        let (reply, answer) = oneshot::channel();
-        match self.queue.try_send(Job { field, reply }) {
-            Ok(()) => Ok(answer),
-            Err(TrySendError::Full(_)) => Err(Refused::Busy),
-            Err(TrySendError::Disconnected(_)) => Err(Refused::Stopped),
-        }
+    /// Hands a request to the model thread. (Admission has already bounded the fields in flight,
+    /// so the channel needs no bound of its own.)
+    pub fn submit(&self, job: Job) -> Result<(), Stopped> {
+        self.queue.send(job).map_err(|_| Stopped)
     }
 }
 
@@ -61,31 +78,187 @@ impl BatcherHandle {
 pub struct BatchPolicy {
     pub max_batch: usize,
     pub max_wait: Duration,
-    /// Fields that may wait in the queue.
-    pub queue_capacity: usize,
 }
 
-/// The running model thread and the handle to queue fields for it.
+/// A request being answered: how many of its fields went into batches, and their answers.
+struct Active {
+    job: Job,
+    taken: usize,
+    probabilities: Vec<f32>,
+}
+
+impl Active {
+    fn remaining(&self) -> usize {
+        self.job.fields() - self.taken
+    }
+}
+
+/// Fields `start..start + len` of the request in slot `slot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Part {
+    slot: usize,
+    start: usize,
+    len: usize,
+}
+
+/// The requests in flight on the model thread, and the turns they take.
+struct Rotation {
+    active: VecDeque<Active>,
+    max_batch: usize,
+}
+
+impl Rotation {
+    fn new(max_batch: usize) -> Self {
+        Self {
+            active: VecDeque::new(),
+            max_batch,
+        }
+    }
+
+    fn add(&mut self, job: Job) {
+        let fields = job.fields();
+        self.active.push_back(Active {
+            job,
+            taken: 0,
+            probabilities: Vec::with_capacity(fields * NUM_CLASSES as usize),
+        });
+    }
+
+    fn is_empty(&self) -> bool {
+        self.active.is_empty()
+    }
+
+    fn pending(&self) -> usize {
+        self.active.iter().map(Active::remaining).sum()
+    }
+
+    /// Drops the requests whose clients have gone (their tickets give their fields back):
+    /// `dropped` counts the fields never computed, `unclaimed` those already computed.
+    fn drop_abandoned(&mut self) -> Abandoned {
+        let mut abandoned = Abandoned::default();
+        self.active.retain(|a| {
+            let gone = a.job.reply.is_closed();
+            if gone {
+                abandoned.dropped += a.remaining();
+                abandoned.unclaimed += a.taken;
+            }
+            !gone
+        });
+        abandoned
+    }
+
+    /// The next batch: each request in turn gives up to an equal share of `max_batch`, passes
+    /// repeating while there is room and fields left.
+    fn next_batch(&mut self) -> Vec<Part> {
+        let mut parts: Vec<Part> = Vec::new();
+        let mut room = self.max_batch;
+        while room > 0 {
+            let waiting = self.active.iter().filter(|a| a.remaining() > 0).count();
+            if waiting == 0 {
+                break;
+            }
+            let share = (room / waiting).max(1);
+            for (slot, active) in self.active.iter_mut().enumerate() {
+                let len = share.min(active.remaining()).min(room);
+                if len == 0 {
+                    continue;
+                }
+                parts.push(Part {
+                    slot,
+                    start: active.taken,
+                    len,
+                });
+                active.taken += len;
+                room -= len;
+            }
+        }
+        parts
+    }
+
+    fn pixels(&self, parts: &[Part]) -> Vec<f32> {
+        let mut pixels =
+            Vec::with_capacity(parts.iter().map(|p| p.len).sum::<usize>() * IMAGE_PIXELS);
+        for part in parts {
+            let job = &self.active[part.slot].job;
+            pixels.extend_from_slice(
+                &job.pixels[part.start * IMAGE_PIXELS..(part.start + part.len) * IMAGE_PIXELS],
+            );
+        }
+        pixels
+    }
+
+    /// Hands each part its probabilities (or the batch's error), answers the requests now
+    /// complete, and gives the next batch's first turn to the next request.
+    fn settle(&mut self, parts: &[Part], outcome: Result<Vec<f32>, String>) -> Settled {
+        let mut settled = Settled::default();
+        let classes = NUM_CLASSES as usize;
+        let mut failed = vec![false; self.active.len()];
+        match &outcome {
+            Ok(values) => {
+                let mut offset = 0;
+                for part in parts {
+                    let active = &mut self.active[part.slot];
+                    active.job.ticket.release(part.len);
+                    let end = offset + part.len * classes;
+                    active.probabilities.extend_from_slice(&values[offset..end]);
+                    offset = end;
+                }
+            }
+            Err(_) => {
+                for part in parts {
+                    failed[part.slot] = true;
+                }
+            }
+        }
+        let mut kept = VecDeque::with_capacity(self.active.len());
+        for (slot, active) in self.active.drain(..).enumerate() {
+            let fields = active.job.fields();
+            if failed[slot] {
+                let message = outcome.as_ref().err().cloned().unwrap_or_default();
+                let _ = active.job.reply.send(Err(message));
+            } else if active.taken == fields && active.probabilities.len() == fields * classes {
+                let answer = active
+                    .probabilities
+                    .chunks(classes)
+                    .map(<[f32]>::to_vec)
+                    .collect();
+                match active.job.reply.send(Ok(answer)) {
+                    Ok(()) => settled.answered += fields,
+                    Err(_) => settled.unclaimed += fields,
+                }
+            } else {
+                kept.push_back(active);
+            }
+        }
+        self.active = kept;
+        if self.active.len() > 1 {
+            self.active.rotate_left(1);
+        }
+        settled
+    }
+}
+
+/// The running model thread and the handle to queue requests for it.
 pub struct ModelThread {
     pub handle: BatcherHandle,
     pub thread: JoinHandle<()>,
 }
 
-/// Starts the model thread. It stops when every handle is dropped and the queue is empty, so
-/// dropping the handles after the server stops drains what is in flight.
+/// Starts the model thread. It stops when every handle is dropped and nothing is left to
+/// answer, so dropping the handles after the server stops drains what is in flight.
 ///
-/// `in_flight` counts the requests being handled (the handlers keep it): a batch waits for more
-/// fields only while it holds fewer than that.
+/// `arriving` counts the requests whose bodies have arrived and whose fields are being prepared
+/// (the handlers keep it): a batch that is not full waits only while it is above zero.
 pub fn start(
     model: Ensemble,
     policy: BatchPolicy,
     metrics: Arc<Metrics>,
-    in_flight: Arc<AtomicUsize>,
+    arriving: Arc<AtomicUsize>,
 ) -> ModelThread {
-    let (queue, jobs) = mpsc::sync_channel(policy.queue_capacity);
+    let (queue, jobs) = mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("model".to_owned())
-        .spawn(move || run(model, jobs, policy, &metrics, &in_flight))
+        .spawn(move || run(model, jobs, policy, &metrics, &arriving))
         .expect("cannot start the model thread");
     ModelThread {
         handle: BatcherHandle { queue },
@@ -98,73 +271,71 @@ fn run(
     jobs: Receiver<Job>,
     policy: BatchPolicy,
     metrics: &Metrics,
-    in_flight: &AtomicUsize,
+    arriving: &AtomicUsize,
 ) {
-    while let Some(batch) = next_batch(&jobs, policy, in_flight) {
-        metrics.observe_batch(batch.len());
-        let started = Instant::now();
-        let answers = answer(&model, &batch);
-        metrics.observe_inference(started.elapsed());
-        for (job, answer) in batch.into_iter().zip(answers) {
-            // The client may have gone; its answer is then dropped.
-            let _ = job.reply.send(answer);
+    let mut rotation = Rotation::new(policy.max_batch);
+    while gather(&mut rotation, &jobs, policy, arriving) {
+        metrics.observe_abandoned(rotation.drop_abandoned());
+        let parts = rotation.next_batch();
+        if parts.is_empty() {
+            continue;
         }
+        let fields: usize = parts.iter().map(|p| p.len).sum();
+        let pixels = rotation.pixels(&parts);
+        let started = Instant::now();
+        let outcome = forward(&model, &pixels, fields);
+        metrics.observe_batch(fields);
+        metrics.observe_inference(started.elapsed());
+        let settled = rotation.settle(&parts, outcome);
+        metrics.observe_settled(settled);
     }
 }
 
-/// Blocks for the first job, then gathers more until the batch is full, or `max_wait` has
-/// passed since the first arrived, or no other request is in flight. None when the queue is
-/// closed and empty.
-fn next_batch(
+/// Takes in the requests handed over: blocks while there is nothing to do, then waits (up to
+/// `max_wait`) for more while the next batch would not be full and others are arriving. False
+/// when the handles are gone and nothing is left.
+fn gather(
+    rotation: &mut Rotation,
     jobs: &Receiver<Job>,
     policy: BatchPolicy,
-    in_flight: &AtomicUsize,
-) -> Option<Vec<Job>> {
-    let first = jobs.recv().ok()?;
+    arriving: &AtomicUsize,
+) -> bool {
+    if rotation.is_empty() {
+        match jobs.recv() {
+            Ok(job) => rotation.add(job),
+            Err(_) => return false,
+        }
+    }
+    while let Ok(job) = jobs.try_recv() {
+        rotation.add(job);
+    }
     let deadline = Instant::now() + policy.max_wait;
-    let mut batch = vec![first];
-    while batch.len() < policy.max_batch {
-        // Whatever is queued already joins without waiting.
-        match jobs.try_recv() {
-            Ok(job) => {
-                batch.push(job);
-                continue;
-            }
-            Err(mpsc::TryRecvError::Disconnected) => break,
-            Err(mpsc::TryRecvError::Empty) => {}
-        }
-        if batch.len() >= in_flight.load(Ordering::Acquire) {
-            break; // every request in flight is in this batch: nothing to wait for
-        }
+    while rotation.pending() < policy.max_batch && arriving.load(Ordering::Acquire) > 0 {
         let now = Instant::now();
         if now >= deadline {
             break;
         }
         match jobs.recv_timeout(deadline - now) {
-            Ok(job) => batch.push(job),
+            Ok(job) => rotation.add(job),
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
         }
     }
-    Some(batch)
+    true
 }
 
-/// One forward pass over the batch. A libtorch error (it surfaces as a panic in tch) fails
+/// One forward pass over `fields` fields. A libtorch error (it surfaces as a panic in tch) fails
 /// this batch's requests, not the server.
-fn answer(model: &Ensemble, batch: &[Job]) -> Vec<Answer> {
-    let n = batch.len();
-    let pixels: Vec<f32> = batch
-        .iter()
-        .flat_map(|job| job.field.iter().copied())
-        .collect();
+fn forward(model: &Ensemble, pixels: &[f32], fields: usize) -> Result<Vec<f32>, String> {
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        Vec::<f32>::try_from(infer::probabilities(model, &pixels).flatten(0, -1))
+        Vec::<f32>::try_from(infer::probabilities(model, pixels).flatten(0, -1))
     }));
     match outcome {
-        Ok(Ok(values)) => values
-            .chunks(NUM_CLASSES as usize)
-            .map(|row| Ok(row.to_vec()))
-            .collect(),
-        Ok(Err(e)) => failed(n, &format!("cannot read the model's output: {e}")),
+        Ok(Ok(values)) if values.len() == fields * NUM_CLASSES as usize => Ok(values),
+        Ok(Ok(values)) => Err(format!(
+            "the model gave {} values for {fields} fields",
+            values.len()
+        )),
+        Ok(Err(e)) => Err(format!("cannot read the model's output: {e}")),
         Err(panic) => {
             let message = panic
                 .downcast_ref::<String>()
@@ -173,13 +344,9 @@ fn answer(model: &Ensemble, batch: &[Job]) -> Vec<Answer> {
                 .unwrap_or("unknown error");
             let first_line = message.lines().next().unwrap_or(message);
             error!("inference failed: {first_line}");
-            failed(n, &format!("inference failed: {first_line}"))
+            Err(format!("inference failed: {first_line}"))
         }
     }
-}
-
-fn failed(n: usize, message: &str) -> Vec<Answer> {
-    (0..n).map(|_| Err(message.to_owned())).collect()
 }
 
 #[cfg(test)]
@@ -187,9 +354,119 @@ mod tests {
     use super::*;
     use crate::model::Classifier;
     use crate::nn::Architecture;
+    use crate::serve::admission::{Admission, AdmissionPolicy};
     use crate::serve::metrics::BatchCount;
 
-    fn batcher(max_batch: usize, max_wait_ms: u64) -> (ModelThread, Arc<Metrics>) {
+    fn admission() -> Admission {
+        Admission::new(AdmissionPolicy {
+            capacity: 4096,
+            reserve: 1024,
+            small_request: 8,
+        })
+    }
+
+    fn field(value: f32) -> Vec<f32> {
+        vec![value; IMAGE_PIXELS]
+    }
+
+    fn job(admission: &Admission, fields: usize) -> (Job, oneshot::Receiver<Answer>) {
+        let ticket = admission.try_admit(fields).unwrap();
+        Job::new((0..fields).map(|i| field(i as f32 / 1e3)).collect(), ticket)
+    }
+
+    /// Three lists of 1,000 and a single field: the single one is in the first batch, and each
+    /// list gets a fair share of every batch.
+    #[test]
+    fn every_request_gets_a_turn_in_each_batch() {
+        let admission = admission();
+        let mut rotation = Rotation::new(64);
+        let mut answers = Vec::new();
+        for fields in [1000, 1000, 1000, 1] {
+            let (job, answer) = job(&admission, fields);
+            rotation.add(job);
+            answers.push(answer);
+        }
+        let parts = rotation.next_batch();
+        assert_eq!(parts.iter().map(|p| p.len).sum::<usize>(), 64);
+        let lens: Vec<(usize, usize)> = parts.iter().map(|p| (p.slot, p.len)).collect();
+        assert!(lens.contains(&(3, 1)), "the single field waits: {lens:?}");
+        for slot in 0..3 {
+            let share: usize = parts.iter().filter(|p| p.slot == slot).map(|p| p.len).sum();
+            assert!(
+                (20..=22).contains(&share),
+                "slot {slot} got {share}: {lens:?}"
+            );
+        }
+        let probabilities = vec![0.1; 64 * 10];
+        let settled = rotation.settle(&parts, Ok(probabilities));
+        assert_eq!(
+            settled,
+            Settled {
+                answered: 1,
+                unclaimed: 0
+            }
+        );
+        let single = answers.pop().unwrap().try_recv().unwrap().unwrap();
+        assert_eq!(single, vec![vec![0.1; 10]]);
+        assert_eq!(admission.in_flight(), 3000 - 63);
+    }
+
+    /// A request whose client has gone is dropped before the next batch, and its fields are
+    /// given back without being computed.
+    #[test]
+    fn an_abandoned_request_is_dropped_before_it_is_computed() {
+        let admission = admission();
+        let mut rotation = Rotation::new(64);
+        let (kept, _kept_answer) = job(&admission, 100);
+        let (abandoned, abandoned_answer) = job(&admission, 500);
+        rotation.add(kept);
+        rotation.add(abandoned);
+        drop(abandoned_answer);
+        assert_eq!(
+            rotation.drop_abandoned(),
+            Abandoned {
+                dropped: 500,
+                unclaimed: 0
+            }
+        );
+        assert_eq!(admission.in_flight(), 100);
+        let parts = rotation.next_batch();
+        assert!(parts.iter().all(|p| p.slot == 0));
+        assert_eq!(rotation.pending(), 36);
+    }
+
+    #[test]
+    fn a_failed_batch_fails_its_requests_and_keeps_the_others() {
+        let admission = admission();
+        let mut rotation = Rotation::new(2);
+        let (a, mut a_answer) = job(&admission, 1);
+        let (b, mut b_answer) = job(&admission, 1);
+        let (c, mut c_answer) = job(&admission, 1);
+        for j in [a, b, c] {
+            rotation.add(j);
+        }
+        let parts = rotation.next_batch();
+        assert_eq!(parts.len(), 2);
+        rotation.settle(&parts, Err("inference failed: boom".to_owned()));
+        assert_eq!(
+            a_answer.try_recv().unwrap(),
+            Err("inference failed: boom".to_owned())
+        );
+        assert!(b_answer.try_recv().unwrap().is_err());
+        assert!(c_answer.try_recv().is_err(), "c was not in the batch");
+        assert_eq!(rotation.pending(), 1);
+        drop(rotation);
+        assert_eq!(
+            admission.in_flight(),
+            0,
+            "dropped requests give their fields back"
+        );
+    }
+
+    /// The model thread end to end: fields come back in order, each with the answer a batch of
+    /// one gives, and every computed field is counted once.
+    #[test]
+    fn requests_are_answered_in_order_and_counted_exactly() {
         tch::manual_seed(1);
         let model = Ensemble::new(
             vec![Classifier::new(Architecture::Tutorial, tch::Device::Cpu)],
@@ -197,60 +474,36 @@ mod tests {
         );
         let metrics = Arc::new(Metrics::new());
         let policy = BatchPolicy {
-            max_batch,
-            max_wait: Duration::from_millis(max_wait_ms),
-            queue_capacity: 64,
+            max_batch: 8,
+            max_wait: Duration::from_millis(50),
         };
-        // Five requests in flight: the batch waits for the fields still to come.
-        let in_flight = Arc::new(AtomicUsize::new(5));
-        (start(model, policy, metrics.clone(), in_flight), metrics)
-    }
-
-    fn field(value: f32) -> Vec<f32> {
-        vec![value; IMAGE_PIXELS]
-    }
-
-    /// Fields queued together come back in one batch, each with its own answer (the same one a
-    /// batch of one gives), and the thread ends once the handles are gone.
-    #[test]
-    fn queued_fields_are_answered_in_batches_and_each_gets_its_own_answer() {
-        let (ModelThread { handle, thread }, metrics) = batcher(8, 200);
-        let receivers: Vec<_> = (0..5)
-            .map(|i| handle.submit(field(i as f32 / 5.0)).unwrap())
-            .collect();
-        let answers: Vec<Vec<f32>> = receivers
-            .into_iter()
-            .map(|r| r.blocking_recv().unwrap().unwrap())
-            .collect();
-        for answer in &answers {
-            assert_eq!(answer.len(), 10);
-            assert!((answer.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+        let ModelThread { handle, thread } = start(
+            model,
+            policy,
+            metrics.clone(),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let admission = admission();
+        let (list, list_answer) = job(&admission, 20);
+        let (one, one_answer) = job(&admission, 1);
+        handle.submit(list).unwrap();
+        handle.submit(one).unwrap();
+        let list_answer = list_answer.blocking_recv().unwrap().unwrap();
+        let one_answer = one_answer.blocking_recv().unwrap().unwrap();
+        assert_eq!(list_answer.len(), 20);
+        for (a, b) in list_answer[0].iter().zip(&one_answer[0]) {
+            assert!(
+                (a - b).abs() < 1e-5,
+                "field 0 of the list is the single field"
+            );
         }
-        assert_ne!(answers[0], answers[4]);
-        let alone = handle
-            .submit(field(4.0 / 5.0))
-            .unwrap()
-            .blocking_recv()
-            .unwrap()
-            .unwrap();
-        for (a, b) in alone.iter().zip(&answers[4]) {
-            assert!((a - b).abs() < 1e-5);
-        }
-        let BatchCount { batches, fields } = metrics.batches();
-        assert_eq!(fields, 6);
-        assert!(batches < 6, "no batching: {batches} batches");
+        assert_ne!(list_answer[0], list_answer[19]);
         drop(handle);
         thread.join().unwrap();
-    }
-
-    #[test]
-    fn a_full_queue_is_refused_not_grown() {
-        let (queue, _jobs) = mpsc::sync_channel(2);
-        let handle = BatcherHandle { queue };
-        assert!(handle.submit(field(0.0)).is_ok());
-        assert!(handle.submit(field(0.0)).is_ok());
-        assert_eq!(handle.submit(field(0.0)).unwrap_err(), Refused::Busy);
-        drop(_jobs);
-        assert_eq!(handle.submit(field(0.0)).unwrap_err(), Refused::Stopped);
+        let BatchCount { batches, fields } = metrics.batches();
+        assert_eq!(fields, 21);
+        assert!(batches >= 3);
+        assert_eq!(metrics.answered(), 21);
+        assert_eq!(admission.in_flight(), 0);
     }
 }

@@ -65,7 +65,32 @@ struct State {
     predict_latency: Histogram,
     batch_size: Histogram,
     inference_seconds: Histogram,
-    pictures: u64,
+    /// Fields computed and answered to a client still waiting.
+    answered: u64,
+    /// Fields of requests whose clients went away before they were computed (never computed).
+    dropped: u64,
+    /// Fields computed for clients that had gone by the time the answer was ready.
+    unclaimed: u64,
+    /// Pictures decoded.
+    decoded: u64,
+}
+
+/// What became of the requests after a batch, for the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    /// Fields answered to clients still waiting.
+    pub answered: usize,
+    /// Fields computed for clients that had gone by the time their answer was ready.
+    pub unclaimed: usize,
+}
+
+/// Requests dropped because their clients had gone.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Abandoned {
+    /// Fields never computed.
+    pub dropped: usize,
+    /// Fields computed before the client was found gone.
+    pub unclaimed: usize,
 }
 
 /// How many forward passes the model thread ran, and how many fields they held.
@@ -95,7 +120,10 @@ impl Metrics {
                 predict_latency: Histogram::new(LATENCY_BUCKETS),
                 batch_size: Histogram::new(BATCH_BUCKETS),
                 inference_seconds: Histogram::new(LATENCY_BUCKETS),
-                pictures: 0,
+                answered: 0,
+                dropped: 0,
+                unclaimed: 0,
+                decoded: 0,
             }),
         }
     }
@@ -116,9 +144,30 @@ impl Metrics {
         });
     }
 
-    /// Pictures (or pixel fields) predicted.
-    pub fn observe_pictures(&self, count: usize) {
-        self.with(|s| s.pictures += count as u64);
+    /// What became of the requests a batch completed.
+    pub fn observe_settled(&self, settled: Settled) {
+        self.with(|s| {
+            s.answered += settled.answered as u64;
+            s.unclaimed += settled.unclaimed as u64;
+        });
+    }
+
+    /// Requests dropped because their clients went away.
+    pub fn observe_abandoned(&self, abandoned: Abandoned) {
+        self.with(|s| {
+            s.dropped += abandoned.dropped as u64;
+            s.unclaimed += abandoned.unclaimed as u64;
+        });
+    }
+
+    /// Pictures decoded (after every check on their headers).
+    pub fn observe_decoded(&self) {
+        self.with(|s| s.decoded += 1);
+    }
+
+    /// Fields answered so far.
+    pub fn answered(&self) -> u64 {
+        self.with(|s| s.answered)
     }
 
     pub fn observe_batch(&self, size: usize) {
@@ -182,12 +231,33 @@ impl Metrics {
                 "mnist_cnn_inference_duration_seconds",
                 "Time of one forward pass.",
             );
-            let _ = writeln!(
-                out,
-                "# HELP mnist_cnn_predictions_total Pictures and pixel fields predicted.\n\
-                 # TYPE mnist_cnn_predictions_total counter\nmnist_cnn_predictions_total {}",
-                s.pictures
-            );
+            for (name, help, value) in [
+                (
+                    "mnist_cnn_predictions_total",
+                    "Fields (pictures or pixel lists) computed and answered.",
+                    s.answered,
+                ),
+                (
+                    "mnist_cnn_fields_dropped_total",
+                    "Fields never computed because their client went away first.",
+                    s.dropped,
+                ),
+                (
+                    "mnist_cnn_fields_unclaimed_total",
+                    "Fields computed for clients that had gone when the answer was ready.",
+                    s.unclaimed,
+                ),
+                (
+                    "mnist_cnn_pictures_decoded_total",
+                    "Pictures decoded (each request's pixel budget checked on the headers first).",
+                    s.decoded,
+                ),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+                );
+            }
             out
         })
     }
@@ -226,7 +296,14 @@ mod tests {
         metrics.observe_response("/v1/predict", 413, Duration::from_millis(1));
         metrics.observe_response("/healthz", 200, Duration::from_millis(1));
         metrics.observe_batch(3);
-        metrics.observe_pictures(3);
+        metrics.observe_settled(Settled {
+            answered: 3,
+            unclaimed: 0,
+        });
+        metrics.observe_abandoned(Abandoned {
+            dropped: 5,
+            unclaimed: 0,
+        });
         let text = metrics.render();
         for line in [
             "mnist_cnn_http_requests_total{route=\"/v1/predict\",status=\"200\"} 2",
@@ -236,6 +313,8 @@ mod tests {
             "mnist_cnn_predict_request_duration_seconds_count 3",
             "mnist_cnn_batch_size_bucket{le=\"4\"} 1",
             "mnist_cnn_predictions_total 3",
+            "mnist_cnn_fields_dropped_total 5",
+            "mnist_cnn_fields_unclaimed_total 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }

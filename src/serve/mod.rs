@@ -2,23 +2,33 @@
 //! rather than through `axum::serve`, which cannot bound how long a client may take to send
 //! its headers); a batching thread owns the model (see [`batcher`]).
 //!
-//! Safe by default: loopback address, bounded bodies, body and header timeouts, a bounded
-//! queue (503 when full), a bounded number of connections and of pictures decoded at once;
-//! Ctrl-C or SIGTERM stops accepting, lets in-flight requests finish, then exits.
+//! Safe by default: loopback address with Host checks (and an API key, required off loopback),
+//! bounded bodies, body and header timeouts, work in flight bounded by fields and admitted
+//! whole (503 when a request does not fit), fair batches, bounded connections (in all and per
+//! client address), bounded JSON parsing and picture decoding; Ctrl-C or SIGTERM stops
+//! accepting, lets in-flight requests finish, then exits.
 
+pub mod access;
+pub mod admission;
 pub mod api;
 pub mod batcher;
+pub mod connections;
 pub mod error;
+pub mod json_body;
 pub mod metrics;
+pub mod middleware;
 pub mod request;
 pub mod state;
 
 use crate::data::images::DecodeLimits;
 use crate::eval::Ensemble;
+use access::Access;
+use admission::{Admission, AdmissionPolicy};
 use anyhow::{Context, Result};
 use axum::routing::{get, post};
 use axum::Router;
 use batcher::BatchPolicy;
+use connections::ClientSlots;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -38,14 +48,24 @@ use tracing::{debug, info, warn};
 pub struct ServeOptions {
     pub addr: SocketAddr,
     pub batch: BatchPolicy,
+    pub admission: AdmissionPolicy,
     pub limits: RequestLimits,
-    /// Time a client has to send its request headers.
+    pub access: Access,
+    /// Time a connection has to send each request's headers, counted from when it starts
+    /// waiting for them: also the time an idle keep-alive connection is kept.
     pub header_timeout: Duration,
     /// Open connections at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Open connections from one client address; more are answered 429 and closed.
+    pub max_connections_per_client: usize,
+    /// Bytes of JSON parsed at once, server-wide.
+    pub json_budget: usize,
     /// After Ctrl-C, how long in-flight requests may take to finish.
     pub drain_timeout: Duration,
 }
+
+/// Pictures or fields one request may hold.
+pub const MAX_ITEMS: usize = 1024;
 
 impl ServeOptions {
     /// The defaults, apart from what the command line sets.
@@ -55,20 +75,34 @@ impl ServeOptions {
             batch: BatchPolicy {
                 max_batch,
                 max_wait,
-                queue_capacity: (max_batch * 16).max(1024),
+            },
+            // Four maximal requests in flight; the last one's worth kept for requests of at
+            // most one batch, so that lists sent in a loop never lock single digits out.
+            admission: AdmissionPolicy {
+                capacity: 4 * MAX_ITEMS,
+                reserve: MAX_ITEMS,
+                small_request: max_batch,
             },
             limits: RequestLimits {
                 max_body,
                 body_timeout: Duration::from_secs(10),
-                max_items: 1024,
+                max_items: MAX_ITEMS,
                 // Tighter than `predict`'s: many pictures may be decoded at once.
                 decode: DecodeLimits {
                     max_side: 8192,
                     max_bytes: 128 << 20,
                 },
+                // One maximal picture, or a thousand of 256×256.
+                max_pixels: 8192 * 8192,
             },
-            header_timeout: Duration::from_secs(10),
+            access: Access {
+                hosts: access::HostRule::new(addr, &[]),
+                api_key: None,
+            },
+            header_timeout: Duration::from_secs(5),
             max_connections: 1024,
+            max_connections_per_client: 256,
+            json_budget: (2 * max_body).max(32 << 20),
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -76,6 +110,8 @@ impl ServeOptions {
 
 /// The routes, for the server and for tests.
 pub fn router(state: Arc<AppState>) -> Router {
+    // The last layer added runs first: record sees every final status, access refuses before
+    // any handler runs, json_errors fills in the bodies axum leaves empty.
     Router::new()
         .route("/", get(api::page))
         .route("/healthz", get(api::healthz))
@@ -85,9 +121,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(api::predict).fallback(api::method_not_allowed),
         )
         .fallback(api::not_found)
+        .layer(axum::middleware::from_fn(middleware::json_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            api::record,
+            middleware::access,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::record,
         ))
         .with_state(state)
 }
@@ -100,17 +141,20 @@ pub fn run(model: Ensemble, info: ModelInfo, options: ServeOptions) -> Result<()
         .build()
         .context("cannot start the async runtime")?;
     let metrics = Arc::new(Metrics::new());
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let model_thread = batcher::start(model, options.batch, metrics.clone(), in_flight.clone());
+    let arriving = Arc::new(AtomicUsize::new(0));
+    let model_thread = batcher::start(model, options.batch, metrics.clone(), arriving.clone());
     let state = Arc::new(AppState {
         batcher: model_thread.handle,
+        admission: Admission::new(options.admission),
         metrics,
         limits: options.limits,
+        access: options.access.clone(),
         decode_slots: Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
         ),
+        json_budget: Semaphore::new(options.json_budget.min(Semaphore::MAX_PERMITS)),
         model: info,
-        in_flight,
+        arriving,
     });
     let served = runtime.block_on(serve(state, &options));
     // The state (and with it the last batcher handle) is gone: the model thread answers what is
@@ -128,9 +172,15 @@ async fn serve(state: Arc<AppState>, options: &ServeOptions) -> Result<()> {
     if !local.ip().is_loopback() {
         warn!("listening on {local}: reachable from other machines");
     }
+    let architectures: Vec<&str> = state
+        .model
+        .models
+        .iter()
+        .map(|m| m.architecture.as_str())
+        .collect();
     info!(
         "serving {} on http://{local} (max batch {}, wait {:?}); Ctrl-C stops",
-        state.model.architectures.join(" + "),
+        architectures.join(" + "),
         options.batch.max_batch,
         options.batch.max_wait
     );
@@ -143,6 +193,7 @@ async fn serve(state: Arc<AppState>, options: &ServeOptions) -> Result<()> {
         .header_read_timeout(options.header_timeout);
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(options.max_connections));
+    let clients = ClientSlots::new(options.max_connections_per_client);
     let mut stop = std::pin::pin!(shutdown_signal());
     loop {
         let permit = tokio::select! {
@@ -162,6 +213,10 @@ async fn serve(state: Arc<AppState>, options: &ServeOptions) -> Result<()> {
                 continue;
             }
         };
+        let Some(client_slot) = clients.try_take(peer.ip()) else {
+            connections::refuse(stream, options.max_connections_per_client);
+            continue;
+        };
         let connection =
             http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let connection = graceful.watch(connection);
@@ -169,6 +224,7 @@ async fn serve(state: Arc<AppState>, options: &ServeOptions) -> Result<()> {
             if let Err(e) = connection.await {
                 debug!("connection from {peer}: {e}");
             }
+            drop(client_slot);
             drop(permit);
         });
     }

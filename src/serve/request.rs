@@ -1,7 +1,9 @@
 //! Reading a prediction request: its content type, its body within the limits, and the 28×28
-//! fields in it (decoded pictures, or pixels given as JSON).
+//! fields in it (decoded pictures, or pixels given as JSON), admitted before they are built.
 
+use super::admission::Ticket;
 use super::error::ApiError;
+use super::json_body::{self, BodyError, Item};
 use super::state::{AppState, RequestLimits};
 use crate::data::images;
 use crate::shape::IMAGE_PIXELS;
@@ -9,7 +11,6 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, StatusCode};
 use base64::Engine;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::Value;
 
 /// What the body holds.
 pub enum Payload {
@@ -109,18 +110,172 @@ pub async fn read_body(
     }
 }
 
-/// Decodes and preprocesses one picture on the blocking pool, a few at a time.
-pub async fn picture_field(
+/// A request's fields, admitted: the model's inputs and the ticket that holds their place.
+pub struct Fields {
+    pub fields: Vec<Vec<f32>>,
+    /// The request was a list: answer with a list.
+    pub list: bool,
+    pub ticket: Ticket,
+}
+
+/// Admits `count` fields, all or none: 503 at once when they do not fit.
+fn admit(state: &AppState, count: usize) -> Result<Ticket, ApiError> {
+    state.admission.try_admit(count).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the server is at capacity ({} fields in flight); retry shortly",
+                state.admission.in_flight()
+            ),
+        )
+    })
+}
+
+/// A picture body: one field.
+pub async fn picture_request(state: &AppState, bytes: Bytes) -> Result<Fields, ApiError> {
+    let ticket = admit(state, 1)?;
+    let pictures = vec![(bytes, "the picture".to_owned())];
+    Ok(Fields {
+        fields: decode_pictures(state, pictures).await?,
+        list: false,
+        ticket,
+    })
+}
+
+/// A JSON body: its items counted first (413 past `max_items`, before anything is built), the
+/// fields admitted, then the items read; both passes on the blocking pool, within the server's
+/// budget of JSON bytes parsed at once.
+pub async fn json_request(state: &AppState, bytes: Bytes) -> Result<Fields, ApiError> {
+    let permits = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    let _budget =
+        state.json_budget.acquire_many(permits).await.map_err(|_| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
+        })?;
+    let max_items = state.limits.max_items;
+    let counted = bytes.clone();
+    let outline = blocking(move || json_body::outline(&counted, max_items))
+        .await?
+        .map_err(|e| body_error(e, max_items))?;
+    if outline.items == 0 {
+        return Err(ApiError::unprocessable("the list is empty"));
+    }
+    let ticket = admit(state, outline.items)?;
+    let items = blocking(move || json_body::items(&bytes))
+        .await?
+        .map_err(|e| body_error(e, max_items))?;
+    drop(_budget);
+    let mut fields = Vec::with_capacity(items.len());
+    let mut pictures = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let name = if outline.list {
+            format!("item {index}")
+        } else {
+            "the request".to_owned()
+        };
+        match item {
+            Item::Pixels(pixels) => fields.push(Some(pixels)),
+            Item::Image(encoded) => {
+                let picture = base64_picture(state, &encoded, &name)?;
+                pictures.push((picture, format!("{name}'s image")));
+                fields.push(None);
+            }
+        }
+    }
+    let mut decoded = decode_pictures(state, pictures).await?.into_iter();
+    let fields = fields
+        .into_iter()
+        .map(|field| {
+            field
+                .or_else(|| decoded.next())
+                .expect("one field per item")
+        })
+        .collect();
+    Ok(Fields {
+        fields,
+        list: outline.list,
+        ticket,
+    })
+}
+
+fn body_error(error: BodyError, max_items: usize) -> ApiError {
+    match error {
+        BodyError::Malformed(e) => {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}"))
+        }
+        BodyError::Invalid(e) => ApiError::unprocessable(e),
+        BodyError::TooMany { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("more than {max_items} items in one request; at most {max_items} are accepted"),
+        ),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reading the request failed",
+        )
+    })
+}
+
+fn base64_picture(state: &AppState, encoded: &str, name: &str) -> Result<Bytes, ApiError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|e| ApiError::unprocessable(format!("{name}: image is not base64: {e}")))?;
+    if bytes.len() > state.limits.max_body {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{name}: the picture is too large"),
+        ));
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// Decodes and preprocesses the pictures of one request, after checking on their headers that
+/// together they stay within the request's pixel budget (nothing is decoded otherwise); each
+/// on the blocking pool, a few at a time server-wide.
+async fn decode_pictures(
     state: &AppState,
-    bytes: Bytes,
-    name: &str,
-) -> Result<Vec<f32>, ApiError> {
+    pictures: Vec<(Bytes, String)>,
+) -> Result<Vec<Vec<f32>>, ApiError> {
+    let max_side = state.limits.decode.max_side;
+    let mut declared: u64 = 0;
+    for (bytes, name) in &pictures {
+        let (width, height) = images::declared_size(bytes, name)
+            .map_err(|e| ApiError::unprocessable(format!("{e:#}")))?;
+        // A picture past the side limit is refused by the decoder, from its header.
+        if width <= max_side && height <= max_side {
+            declared += u64::from(width) * u64::from(height);
+        }
+    }
+    let budget = state.limits.max_pixels;
+    if declared > budget {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the pictures of this request declare {declared} pixels; at most {budget} are \
+                 decoded for one request"
+            ),
+        ));
+    }
+    let mut fields = Vec::with_capacity(pictures.len());
+    for (bytes, name) in pictures {
+        fields.push(picture_field(state, bytes, name).await?);
+    }
+    Ok(fields)
+}
+
+/// Decodes and preprocesses one picture on the blocking pool, a few at a time.
+async fn picture_field(state: &AppState, bytes: Bytes, name: String) -> Result<Vec<f32>, ApiError> {
     let _slot =
         state.decode_slots.acquire().await.map_err(|_| {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
         })?;
     let limits = state.limits.decode;
-    let name = name.to_owned();
+    state.metrics.observe_decoded();
     let decoded = tokio::task::spawn_blocking(move || {
         let grey = images::decode_bytes_within(&bytes, &name, limits)?;
         images::preprocess(&grey).map_err(|e| e.context(name))
@@ -128,111 +283,4 @@ pub async fn picture_field(
     .await
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "preprocessing failed"))?;
     decoded.map_err(|e| ApiError::unprocessable(format!("{e:#}")))
-}
-
-pub struct Fields {
-    pub fields: Vec<Vec<f32>>,
-    /// The request was a list: answer with a list.
-    pub list: bool,
-}
-
-/// `{"pixels": […]}`, `{"image": "<base64>"}`, or a list of those.
-pub async fn json_fields(state: &AppState, bytes: &[u8]) -> Result<Fields, ApiError> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))?;
-    let (items, list) = match value {
-        Value::Array(items) => (items, true),
-        item @ Value::Object(_) => (vec![item], false),
-        _ => {
-            return Err(ApiError::unprocessable(
-                "expected {\"pixels\": [...]} or {\"image\": \"<base64>\"}, or a list of them",
-            ))
-        }
-    };
-    if items.is_empty() {
-        return Err(ApiError::unprocessable("the list is empty"));
-    }
-    if items.len() > state.limits.max_items {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "{} items in one request; at most {} are accepted",
-                items.len(),
-                state.limits.max_items
-            ),
-        ));
-    }
-    let mut fields = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        let name = if list {
-            format!("item {index}")
-        } else {
-            "the request".to_owned()
-        };
-        fields.push(json_item(state, item, &name).await?);
-    }
-    Ok(Fields { fields, list })
-}
-
-async fn json_item(state: &AppState, item: Value, name: &str) -> Result<Vec<f32>, ApiError> {
-    let Value::Object(object) = item else {
-        return Err(ApiError::unprocessable(format!("{name} is not an object")));
-    };
-    if let Some(extra) = object.keys().find(|k| *k != "pixels" && *k != "image") {
-        return Err(ApiError::unprocessable(format!(
-            "{name} has an unknown field {extra:?} (pixels or image expected)"
-        )));
-    }
-    match (object.get("pixels"), object.get("image")) {
-        (Some(pixels), None) => pixels_field(pixels, name),
-        (None, Some(Value::String(encoded))) => {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .map_err(|e| {
-                    ApiError::unprocessable(format!("{name}: image is not base64: {e}"))
-                })?;
-            if bytes.len() > state.limits.max_body {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("{name}: the picture is too large"),
-                ));
-            }
-            picture_field(state, Bytes::from(bytes), &format!("{name}'s image")).await
-        }
-        (None, Some(_)) => Err(ApiError::unprocessable(format!(
-            "{name}: image must be a base64 string of a PNG or JPEG file"
-        ))),
-        (Some(_), Some(_)) => Err(ApiError::unprocessable(format!(
-            "{name} has both pixels and image; send one"
-        ))),
-        (None, None) => Err(ApiError::unprocessable(format!(
-            "{name} has neither pixels nor image"
-        ))),
-    }
-}
-
-/// 784 numbers from 0 to 255, row by row, white ink on black as in MNIST: the network's input
-/// as it is (scaled to [0, 1]), with no picture preprocessing.
-fn pixels_field(pixels: &Value, name: &str) -> Result<Vec<f32>, ApiError> {
-    let Value::Array(values) = pixels else {
-        return Err(ApiError::unprocessable(format!(
-            "{name}: pixels must be a list of {IMAGE_PIXELS} numbers"
-        )));
-    };
-    if values.len() != IMAGE_PIXELS {
-        return Err(ApiError::unprocessable(format!(
-            "{name}: pixels has {} values; {IMAGE_PIXELS} (28×28) expected",
-            values.len()
-        )));
-    }
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| match v.as_f64() {
-            Some(x) if (0.0..=255.0).contains(&x) => Ok((x / 255.0) as f32),
-            _ => Err(ApiError::unprocessable(format!(
-                "{name}: pixels[{i}] is {v}; numbers from 0 to 255 expected"
-            ))),
-        })
-        .collect()
 }

@@ -1,10 +1,12 @@
-//! What every handler shares: the batcher, the metrics, the limits and what `/healthz` says.
+//! What every handler shares: the batcher, the admission of fields, the metrics, the limits,
+//! the access rules and what `/healthz` says.
 
+use super::access::Access;
+use super::admission::Admission;
 use super::batcher::BatcherHandle;
 use super::metrics::Metrics;
 use crate::data::images::DecodeLimits;
 use serde::Serialize;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,13 +23,22 @@ pub struct RequestLimits {
     pub max_items: usize,
     /// Per decoded picture.
     pub decode: DecodeLimits,
+    /// Pixels all the pictures of one request may declare together (checked on their headers,
+    /// before any is decoded).
+    pub max_pixels: u64,
+}
+
+/// One served model, as `/healthz` names it: the file name, never the path.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServedModel {
+    pub file: String,
+    pub architecture: String,
 }
 
 /// What `/healthz` says about the model.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelInfo {
-    pub models: Vec<PathBuf>,
-    pub architectures: Vec<String>,
+    pub models: Vec<ServedModel>,
     pub tta: bool,
     pub device: String,
     pub max_batch: usize,
@@ -36,12 +47,16 @@ pub struct ModelInfo {
 /// Shared by every handler.
 pub struct AppState {
     pub batcher: BatcherHandle,
+    pub admission: Admission,
     pub metrics: Arc<Metrics>,
     pub limits: RequestLimits,
+    pub access: Access,
     /// Pictures decoded at once (decoding takes memory and CPU; the rest wait their turn).
     pub decode_slots: Semaphore,
+    /// Bytes of JSON parsed at once, server-wide (one permit a byte).
+    pub json_budget: Semaphore,
     pub model: ModelInfo,
-    /// `/v1/predict` requests being handled (the batcher waits for more fields only while a
-    /// batch holds fewer).
-    pub in_flight: Arc<AtomicUsize>,
+    /// Requests whose bodies have arrived and whose fields are being prepared: a batch that is
+    /// not full waits for more only while there are some.
+    pub arriving: Arc<AtomicUsize>,
 }

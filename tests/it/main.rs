@@ -17,5 +17,6 @@ mod pictures;
 mod report;
 mod selection;
 mod serve;
+mod serve_hostile;
 mod settings;
 mod trust;

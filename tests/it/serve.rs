@@ -165,7 +165,15 @@ fn predictions_for_mnist_digits_sent_as_pixels_and_as_pictures() {
     );
     let health = server.get("/healthz").json();
     assert_eq!(health["status"], "ok");
-    assert_eq!(health["model"]["architectures"], json!(["tutorial"]));
+    assert_eq!(
+        health["model"]["models"],
+        json!([{ "file": "model.ot", "architecture": "tutorial" }])
+    );
+    let text = server.get("/healthz").text();
+    assert!(
+        !text.contains(&*model.parent().unwrap().to_string_lossy()),
+        "/healthz shows where the model lies: {text}"
+    );
 }
 
 fn metric(text: &str, line_start: &str) -> f64 {
@@ -256,6 +264,8 @@ fn bad_requests_get_clear_4xx_answers_and_the_server_keeps_serving() {
             "100000",
             "--client-timeout",
             "1",
+            "--header-timeout",
+            "1",
         ],
     );
     let expect = |response: crate::common::server::Response, status: u16, words: &str| {
@@ -271,7 +281,7 @@ fn bad_requests_get_clear_4xx_answers_and_the_server_keeps_serving() {
         "--max-body",
     );
     let mut stream = connect(server.addr);
-    let mut chunked = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+    let mut chunked = b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
         .to_vec();
     for _ in 0..30 {
@@ -359,7 +369,11 @@ fn bad_requests_get_clear_4xx_answers_and_the_server_keeps_serving() {
     expect(server.post_json(&json!([])), 422, "empty");
     expect(server.post_json(&json!(42)), 422, "expected");
     let many = vec![json!({ "pixels": [] }); 1025];
-    expect(server.post_json(&Value::Array(many)), 413, "1025 items");
+    expect(
+        server.post_json(&Value::Array(many)),
+        413,
+        "more than 1024 items",
+    );
     let second_bad = json!([{ "pixels": vec![0; 784] }, { "pixels": [1] }]);
     expect(server.post_json(&second_bad), 422, "item 1");
 
@@ -373,12 +387,12 @@ fn bad_requests_get_clear_4xx_answers_and_the_server_keeps_serving() {
     // connection closed. Neither holds the server.
     let mut stream = connect(server.addr);
     stream
-        .write_all(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"pix")
+        .write_all(b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"pix")
         .unwrap();
     expect(read_response(&mut stream), 408, "did not arrive within 1 s");
     let mut stream = connect(server.addr);
     stream
-        .write_all(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n")
+        .write_all(b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\n")
         .unwrap();
     let mut rest = Vec::new();
     let closed = stream.read_to_end(&mut rest);
@@ -476,7 +490,7 @@ fn ctrl_c_finishes_the_requests_in_flight_then_stops() {
     let (first, second) = body.as_bytes().split_at(body.len() / 2);
     let mut stream = connect(server.addr);
     let head = format!(
-        "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();

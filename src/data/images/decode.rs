@@ -72,6 +72,21 @@ pub fn decode_bytes_within(bytes: &[u8], name: &str, limits: DecodeLimits) -> Re
     decode_reader(reader, name, limits)
 }
 
+/// The width and height a picture's header declares, read without decoding the picture (for
+/// budgets over several pictures). Errors when the header cannot be read.
+pub fn declared_size(bytes: &[u8], name: &str) -> Result<(u32, u32)> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .with_context(|| format!("cannot read {name}"))?;
+    ensure!(
+        reader.format().is_some(),
+        "{name} is not a {FORMATS} picture"
+    );
+    reader
+        .into_dimensions()
+        .map_err(|e| anyhow::anyhow!("cannot decode {name}: {e}"))
+}
+
 fn decode_reader<R: std::io::BufRead + std::io::Seek>(
     mut reader: image::ImageReader<R>,
     name: &str,

@@ -9,7 +9,7 @@ pub mod folder;
 pub mod preprocess;
 
 pub use decode::{
-    decode, decode_bytes, decode_bytes_within, DecodeLimits, Grey, FORMATS, MAX_SIDE,
+    declared_size, decode, decode_bytes, decode_bytes_within, DecodeLimits, Grey, FORMATS, MAX_SIDE,
 };
 pub use encode::save_field_png;
 pub use folder::{load_folder, ImageFolder};

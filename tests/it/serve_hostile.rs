@@ -1,0 +1,329 @@
+//! `mnist-cnn serve` against clients that try to take it down from one machine: maximal lists
+//! in a loop, clients that leave, idle sockets, pictures that decode to gigapixels, requests for
+//! other hosts, and errors the HTTP layer writes. Outcomes only (statuses, counts, bodies); the
+//! latency and memory figures come from `examples/load_test.rs --mode flood|bodies`.
+
+use crate::common::server::{connect, read_response, request, Server};
+use crate::common::*;
+use base64::Engine;
+use serde_json::{json, Value};
+use std::io::{Cursor, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A tutorial model trained one epoch on 64 generated images: answers are not the point.
+fn small_model(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    write_small_mnist(&data, 64, 16);
+    let run = dir.join("run");
+    assert_success(&train_small(&data, &run, &["--no-report"]));
+    run.join("model.ot")
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+fn list_body(items: usize) -> Vec<u8> {
+    let item = json!({ "pixels": vec![0; 784] });
+    Value::Array(vec![item; items]).to_string().into_bytes()
+}
+
+fn post(addr: SocketAddr, body: &[u8]) -> u16 {
+    request(
+        addr,
+        "POST",
+        "/v1/predict",
+        &[("Content-Type", "application/json")],
+        body,
+    )
+    .status
+}
+
+/// Four clients post 1,024-item lists in a loop while a fifth asks for one digit every 100 ms,
+/// and a sixth sends lists and leaves before the answer. The single digits are answered; lists
+/// that do not fit are refused whole; the leaver's fields still queued are dropped; and the
+/// metrics count exactly what was computed.
+#[test]
+fn a_flood_of_maximal_lists_leaves_single_digits_served_and_counts_exactly() {
+    let scratch = tempfile::tempdir().unwrap();
+    let model = small_model(scratch.path());
+    let server = Server::start(&[&model], &["--threads", "1"]);
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let body = Arc::new(list_body(1024));
+    let flooders: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, body) = (stop.clone(), body.clone());
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    statuses.push(post(addr, &body));
+                }
+                statuses
+            })
+        })
+        .collect();
+    let leaver = {
+        let (stop, body) = (stop.clone(), body.clone());
+        std::thread::spawn(move || {
+            let mut sent = 0;
+            while !stop.load(Ordering::Relaxed) && sent < 5 {
+                let mut stream = connect(addr);
+                let head = format!(
+                    "POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: \
+                     application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                stream.write_all(head.as_bytes()).unwrap();
+                stream.write_all(&body).unwrap();
+                std::thread::sleep(Duration::from_millis(150));
+                drop(stream);
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let single = json!({ "pixels": vec![0; 784] }).to_string().into_bytes();
+    let mut single_statuses = Vec::new();
+    for _ in 0..50 {
+        single_statuses.push(post(addr, &single));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    leaver.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let flood: Vec<u16> = flooders
+        .into_iter()
+        .flat_map(|f| f.join().unwrap())
+        .collect();
+
+    let served = single_statuses.iter().filter(|&&s| s == 200).count();
+    assert!(
+        served * 100 >= single_statuses.len() * 95,
+        "one digit at a time: {served} of {} answered: {single_statuses:?}",
+        single_statuses.len()
+    );
+    let accepted = flood.iter().filter(|&&s| s == 200).count();
+    let refused = flood.iter().filter(|&&s| s == 503).count();
+    assert!(accepted > 0, "no maximal list was served: {flood:?}");
+    assert_eq!(
+        accepted + refused,
+        flood.len(),
+        "lists get 200 or 503: {flood:?}"
+    );
+
+    let text = server.get("/metrics").text();
+    let computed = metric(&text, "mnist_cnn_batch_size_sum");
+    let answered = metric(&text, "mnist_cnn_predictions_total");
+    let unclaimed = metric(&text, "mnist_cnn_fields_unclaimed_total");
+    let dropped = metric(&text, "mnist_cnn_fields_dropped_total");
+    assert_eq!(
+        computed,
+        answered + unclaimed,
+        "computed fields are answered or unclaimed, nothing else:\n{text}"
+    );
+    assert!(
+        answered >= (accepted * 1024 + served) as f64,
+        "{answered} answered for {accepted} lists and {served} digits"
+    );
+    assert!(dropped > 0.0, "the leaver's queued fields were computed");
+    eprintln!(
+        "flood: {accepted} lists served, {refused} refused; {served} of 50 digits; \
+         {dropped} fields dropped, {unclaimed} unclaimed"
+    );
+}
+
+/// 1,100 idle connections from 127.0.0.2 take at most their address's share: 127.0.0.1 is
+/// still served, and the connections past the share are told why (429, as JSON).
+#[test]
+fn idle_sockets_from_one_address_leave_others_served() {
+    mnist_cnn::runtime::allow_open_files(4096);
+    let scratch = tempfile::tempdir().unwrap();
+    let model = small_model(scratch.path());
+    let server = Server::start(
+        &[&model],
+        &["--threads", "1", "--max-connections-per-client", "256"],
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let addr = server.addr;
+    let mut idle = runtime.block_on(async move {
+        let mut sockets = Vec::new();
+        for _ in 0..1100 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            sockets.push(socket.connect(addr).await.unwrap());
+        }
+        sockets
+    });
+    let health = server.get("/healthz");
+    assert_eq!(health.status, 200, "{}", health.text());
+    let digit = json!({ "pixels": vec![0; 784] }).to_string().into_bytes();
+    assert_eq!(post(addr, &digit), 200);
+    let mut last = idle.pop().unwrap().into_std().unwrap();
+    last.set_nonblocking(false).unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let refused = read_response(&mut last);
+    assert_eq!(refused.status, 429);
+    assert!(refused
+        .error()
+        .contains("too many connections from your address"));
+    drop(idle);
+    drop(runtime);
+}
+
+/// 165 pictures of 8,192 × 8,192 (a few KB each as PNG) would take minutes of CPU to decode:
+/// the request is refused on their headers, and nothing is decoded.
+#[test]
+fn a_request_of_many_huge_pictures_is_refused_before_decoding() {
+    let scratch = tempfile::tempdir().unwrap();
+    let model = small_model(scratch.path());
+    let server = Server::start(&[&model], &["--threads", "1", "--max-body", "134217728"]);
+    let mut picture = image::GrayImage::new(8192, 8192);
+    for y in 3000..5000 {
+        for x in 4000..4200 {
+            picture.put_pixel(x, y, image::Luma([255]));
+        }
+    }
+    let mut png = Cursor::new(Vec::new());
+    picture.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(png.into_inner());
+    let items = vec![json!({ "image": encoded }); 165];
+    let response = server.post_json(&Value::Array(items));
+    assert_eq!(response.status, 413, "{}", response.text());
+    assert!(
+        response.error().contains("at most 67108864 are decoded"),
+        "{}",
+        response.error()
+    );
+    let text = server.get("/metrics").text();
+    assert_eq!(metric(&text, "mnist_cnn_pictures_decoded_total"), 0.0);
+    assert_eq!(metric(&text, "mnist_cnn_batch_size_sum"), 0.0);
+}
+
+/// Every error the tool writes is JSON, also for routes and methods axum answers itself.
+#[test]
+fn every_error_answer_is_json_and_foreign_hosts_are_refused() {
+    let scratch = tempfile::tempdir().unwrap();
+    let model = small_model(scratch.path());
+    let server = Server::start(&[&model], &["--threads", "1"]);
+    let addr = server.addr;
+    for (method, path, status) in [
+        ("DELETE", "/", 405),
+        ("POST", "/healthz", 405),
+        ("PUT", "/v1/predict", 405),
+        ("GET", "/v1/predict", 405),
+        ("GET", "/nothing/here", 404),
+        ("POST", "/metrics", 405),
+    ] {
+        let response = request(addr, method, path, &[], b"");
+        assert_eq!(response.status, status, "{method} {path}");
+        assert!(
+            response
+                .header("content-type")
+                .is_some_and(|t| t.starts_with("application/json")),
+            "{method} {path}: {:?}",
+            response.headers
+        );
+        assert!(!response.error().is_empty(), "{method} {path}");
+        if status == 405 {
+            assert!(response.header("allow").is_some(), "{method} {path}");
+        }
+    }
+
+    // DNS rebinding: a page at evil.example resolved to 127.0.0.1 still sends its own name.
+    for host in ["evil.example", "evil.example:80", "localhost.evil.example"] {
+        let mut stream = connect(addr);
+        let head = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        let response = read_response(&mut stream);
+        assert_eq!(response.status, 421, "Host {host}");
+        assert!(response.error().contains("--allow-host"));
+    }
+    let mut stream = connect(addr);
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost:1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut stream).status, 200);
+    let allowed = Server::start(&[&model], &["--threads", "1", "--allow-host", "box.lan"]);
+    let mut stream = connect(allowed.addr);
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: box.lan:8080\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut stream).status, 200);
+}
+
+/// With a key, every route but / and /healthz needs it; off loopback, no key means no server
+/// (unless --insecure-public); the key may come from the environment.
+#[test]
+fn an_api_key_is_enforced_and_required_off_loopback() {
+    let scratch = tempfile::tempdir().unwrap();
+    let model = small_model(scratch.path());
+    let key_file = scratch.path().join("key");
+    std::fs::write(&key_file, "s3cret-key-for-the-test\n").unwrap();
+    let server = Server::start(
+        &[&model],
+        &[
+            "--threads",
+            "1",
+            "--api-key-file",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    let digit = json!({ "pixels": vec![0; 784] }).to_string().into_bytes();
+    let json = ("Content-Type", "application/json");
+    let predict =
+        |headers: &[(&str, &str)]| request(server.addr, "POST", "/v1/predict", headers, &digit);
+    let without = predict(&[json]);
+    assert_eq!(without.status, 401);
+    assert_eq!(without.header("www-authenticate"), Some("Bearer"));
+    assert!(without.error().contains("Authorization: Bearer"));
+    let wrong = predict(&[json, ("Authorization", "Bearer s3cret-key-for-the-tesT")]);
+    assert_eq!(wrong.status, 401);
+    let right = predict(&[json, ("Authorization", "Bearer s3cret-key-for-the-test")]);
+    assert_eq!(right.status, 200, "{}", right.text());
+    assert_eq!(server.get("/metrics").status, 401);
+    assert_eq!(server.get("/healthz").status, 200);
+    assert_eq!(server.get("/").status, 200);
+
+    let model_arg = model.to_str().unwrap();
+    let public = mnist_cnn(&["serve", "--model", model_arg, "--addr", "0.0.0.0:0"]);
+    assert_eq!(public.status.code(), Some(1));
+    let err = stderr(&public);
+    assert!(
+        err.contains("a non-loopback address needs an API key")
+            && err.contains("--insecure-public"),
+        "{err}"
+    );
+    let weak = tool()
+        .args(["serve", "--model", model_arg, "--addr", "0.0.0.0:0"])
+        .env("MNIST_CNN_API_KEY", "short")
+        .output()
+        .unwrap();
+    assert_eq!(weak.status.code(), Some(1));
+    assert!(stderr(&weak).contains("MNIST_CNN_API_KEY: the key has 5 characters"));
+    let missing = mnist_cnn(&[
+        "serve",
+        "--model",
+        model_arg,
+        "--api-key-file",
+        "/nonexistent/key",
+    ]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("--api-key-file"),
+        "{}",
+        stderr(&missing)
+    );
+}
