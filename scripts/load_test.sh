@@ -4,7 +4,8 @@
 # with batching (--max-batch 64) and without (--max-batch 1). Prints one JSON line per run and a
 # Markdown table. Benchmark on a quiet machine: server and clients share its cores.
 #
-#   scripts/load_test.sh [MODEL] [SECONDS]    MODEL defaults to a model trained with --recipe fast
+#   scripts/load_test.sh [MODEL] [SECONDS] [BINARY]   MODEL defaults to a model trained with
+#   --recipe fast; BINARY serves instead of this build (to compare builds, alternated)
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 ensure_libtorch
@@ -15,6 +16,7 @@ cargo build --release --locked --example load_test
 LOAD=$REPO_ROOT/target/release/examples/load_test
 MODEL=${1:-}
 SECONDS_EACH=${2:-60}
+SERVER_BIN=${3:-$MNIST_CNN_BIN}
 if [ -z "$MODEL" ]; then
   MODEL=runs/load-test-model/model.ot
   if [ ! -f "$MODEL" ]; then
@@ -28,7 +30,7 @@ RESULTS=$(mktemp)
 trap 'rm -f "$RESULTS"; [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null || true' EXIT
 for max_batch in 64 1; do
   ADDRESS_FILE=$(mktemp)
-  "$MNIST_CNN_BIN" serve --model "$MODEL" --addr 127.0.0.1:0 --max-batch "$max_batch" >"$ADDRESS_FILE" &
+  "$SERVER_BIN" serve --model "$MODEL" --addr 127.0.0.1:0 --max-batch "$max_batch" >"$ADDRESS_FILE" &
   SERVER=$!
   for _ in $(seq 100); do [ -s "$ADDRESS_FILE" ] && break; sleep 0.1; done
   URL=$(head -1 "$ADDRESS_FILE")

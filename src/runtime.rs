@@ -113,6 +113,16 @@ pub fn allow_open_files(wanted: u64) -> u64 {
     }
 }
 
+/// Hands the heap's free memory back to the kernel (glibc's `malloc_trim`, every arena): for a
+/// server after a burst. Does nothing elsewhere.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's own heaps.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Makes glibc's allocator keep freed memory for reuse instead of handing it back to the kernel.
 ///
 /// By default every block over 128 KiB–32 MiB is a fresh `mmap`, and the kernel zero-fills its

@@ -4,7 +4,7 @@
 use super::batcher::Job;
 use super::error::ApiError;
 use super::request::{json_request, payload_kind, picture_request, read_body, Fields, Payload};
-use super::state::AppState;
+use super::state::{AppState, LARGE_BODY};
 use crate::shape::IMAGE_SIDE;
 use axum::body::Body;
 use axum::extract::State;
@@ -13,7 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// The draw-a-digit page: one file, no external resources.
@@ -32,6 +32,23 @@ impl<'a> Arriving<'a> {
 impl Drop for Arriving<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Marks the heap for trimming when a large request ends, however it ends.
+struct TrimWhenDone<'a>(Option<&'a AtomicBool>);
+
+impl<'a> TrimWhenDone<'a> {
+    fn after(state: &'a AppState, body_bytes: usize) -> Self {
+        Self((body_bytes >= LARGE_BODY).then_some(&state.trim_due))
+    }
+}
+
+impl Drop for TrimWhenDone<'_> {
+    fn drop(&mut self) {
+        if let Some(flag) = self.0 {
+            flag.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -90,6 +107,7 @@ pub async fn predict(
 ) -> Result<Response, ApiError> {
     let kind = payload_kind(&headers)?;
     let bytes = read_body(body, &headers, &state.limits).await?;
+    let _trim = TrimWhenDone::after(&state, bytes.len());
     let arriving = Arriving::enter(&state.arriving);
     let Fields {
         fields,
@@ -101,11 +119,13 @@ pub async fn predict(
     };
     let inputs: Vec<Vec<Vec<f32>>> = fields.iter().map(|f| round_input(f)).collect();
     let (job, answer) = Job::new(fields, ticket);
+    // No longer arriving before it is handed over: the model thread must not wait for a
+    // request it already holds.
+    drop(arriving);
     state
         .batcher
         .submit(job)
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the model has stopped"))?;
-    drop(arriving);
     // If the client goes away now, this future is dropped with `answer`, and the model thread
     // drops the request's fields not yet computed.
     let answers = answer
@@ -122,13 +142,38 @@ pub async fn predict(
         .zip(answers)
         .map(|(input, probabilities)| prediction(input, probabilities))
         .collect();
-    Ok(if list {
-        Json(serde_json::json!({ "predictions": predictions })).into_response()
-    } else {
+    if !list {
         let one = predictions.into_iter().next().expect("one field");
-        Json(one).into_response()
+        return Ok(Json(one).into_response());
+    }
+    if predictions.len() <= INLINE_ANSWERS {
+        return Ok(Json(serde_json::json!({ "predictions": predictions })).into_response());
+    }
+    // A long list's answer is megabytes of JSON: written on the blocking pool, so that the
+    // async threads keep answering everyone else meanwhile.
+    let body = tokio::task::spawn_blocking(move || {
+        serde_json::to_vec(&serde_json::json!({ "predictions": predictions }))
     })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "writing the answer failed",
+        )
+    })?
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
+
+/// Answers of up to this many fields are written on the async thread.
+const INLINE_ANSWERS: usize = 16;
 
 /// The 28×28 input as the answer shows it: rows of values rounded to three decimals.
 fn round_input(field: &[f32]) -> Vec<Vec<f32>> {

@@ -188,7 +188,7 @@ impl Rotation {
     }
 
     /// Hands each part its probabilities (or the batch's error), answers the requests now
-    /// complete, and gives the next batch's first turn to the next request.
+    /// complete, and gives the next batch's first turns to the requests this one did not reach.
     fn settle(&mut self, parts: &[Part], outcome: Result<Vec<f32>, String>) -> Settled {
         let mut settled = Settled::default();
         let classes = NUM_CLASSES as usize;
@@ -210,7 +210,13 @@ impl Rotation {
                 }
             }
         }
-        let mut kept = VecDeque::with_capacity(self.active.len());
+        let mut served = vec![false; self.active.len()];
+        for part in parts {
+            served[part.slot] = true;
+        }
+        // Round robin: the requests this batch served and still unfinished go behind the ones
+        // it did not reach, so those come first next time.
+        let (mut kept, mut behind) = (VecDeque::new(), VecDeque::new());
         for (slot, active) in self.active.drain(..).enumerate() {
             let fields = active.job.fields();
             if failed[slot] {
@@ -226,14 +232,14 @@ impl Rotation {
                     Ok(()) => settled.answered += fields,
                     Err(_) => settled.unclaimed += fields,
                 }
+            } else if served[slot] {
+                behind.push_back(active);
             } else {
                 kept.push_back(active);
             }
         }
+        kept.append(&mut behind);
         self.active = kept;
-        if self.active.len() > 1 {
-            self.active.rotate_left(1);
-        }
         settled
     }
 }
@@ -409,6 +415,34 @@ mod tests {
         let single = answers.pop().unwrap().try_recv().unwrap().unwrap();
         assert_eq!(single, vec![vec![0.1; 10]]);
         assert_eq!(admission.in_flight(), 3000 - 63);
+    }
+
+    /// With room for fewer fields than requests, the ones left out go first next time.
+    #[test]
+    fn requests_left_out_of_a_batch_go_first_in_the_next() {
+        let admission = admission();
+        let mut rotation = Rotation::new(2);
+        let mut answers = Vec::new();
+        for fields in [3, 1, 1, 1] {
+            let (job, answer) = job(&admission, fields);
+            rotation.add(job);
+            answers.push(answer);
+        }
+        let first = rotation.next_batch();
+        assert_eq!(first.iter().map(|p| p.slot).collect::<Vec<_>>(), [0, 1]);
+        rotation.settle(&first, Ok(vec![0.1; 20]));
+        // The single field of slot 1 is answered; slots 2 and 3 now lead, the list follows.
+        let second = rotation.next_batch();
+        let fields: Vec<usize> = second
+            .iter()
+            .map(|p| rotation.active[p.slot].job.fields())
+            .collect();
+        assert_eq!(
+            fields,
+            [1, 1],
+            "the two waiting singles come before the list"
+        );
+        assert!(answers[1].try_recv().is_ok());
     }
 
     /// A request whose client has gone is dropped before the next batch, and its fields are

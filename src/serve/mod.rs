@@ -36,7 +36,7 @@ use metrics::Metrics;
 use state::{AppState, ModelInfo, RequestLimits};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -155,6 +155,7 @@ pub fn run(model: Ensemble, info: ModelInfo, options: ServeOptions) -> Result<()
         json_budget: Semaphore::new(options.json_budget.min(Semaphore::MAX_PERMITS)),
         model: info,
         arriving,
+        trim_due: AtomicBool::new(false),
     });
     let served = runtime.block_on(serve(state, &options));
     // The state (and with it the last batcher handle) is gone: the model thread answers what is
@@ -187,6 +188,7 @@ async fn serve(state: Arc<AppState>, options: &ServeOptions) -> Result<()> {
     println!("http://{local}");
     let _ = std::io::stdout().flush();
 
+    tokio::spawn(trim_after_bursts(Arc::downgrade(&state)));
     let app = router(state);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -242,6 +244,24 @@ async fn serve(state: Arc<AppState>, options: &ServeOptions) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every two seconds, hands the heap's free memory back to the system if a large request has
+/// ended since: the allocator keeps freed memory otherwise, and a burst of 16 MiB bodies would
+/// stay in the server's footprint.
+/// (It holds the state weakly, so that the model thread still stops when the server does.)
+async fn trim_after_bursts(state: std::sync::Weak<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let Some(state) = state.upgrade() else { return };
+        if state
+            .trim_due
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            let _ = tokio::task::spawn_blocking(crate::runtime::release_free_memory).await;
+        }
+    }
 }
 
 /// Ctrl-C or SIGTERM.

@@ -143,8 +143,8 @@ pub async fn picture_request(state: &AppState, bytes: Bytes) -> Result<Fields, A
 }
 
 /// A JSON body: its items counted first (413 past `max_items`, before anything is built), the
-/// fields admitted, then the items read; both passes on the blocking pool, within the server's
-/// budget of JSON bytes parsed at once.
+/// fields admitted, then the items read; both passes on the blocking pool for large bodies,
+/// within the server's budget of JSON bytes parsed at once.
 pub async fn json_request(state: &AppState, bytes: Bytes) -> Result<Fields, ApiError> {
     let permits = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     let _budget =
@@ -153,14 +153,15 @@ pub async fn json_request(state: &AppState, bytes: Bytes) -> Result<Fields, ApiE
         })?;
     let max_items = state.limits.max_items;
     let counted = bytes.clone();
-    let outline = blocking(move || json_body::outline(&counted, max_items))
+    let size = bytes.len();
+    let outline = parse(size, move || json_body::outline(&counted, max_items))
         .await?
         .map_err(|e| body_error(e, max_items))?;
     if outline.items == 0 {
         return Err(ApiError::unprocessable("the list is empty"));
     }
     let ticket = admit(state, outline.items)?;
-    let items = blocking(move || json_body::items(&bytes))
+    let items = parse(size, move || json_body::items(&bytes))
         .await?
         .map_err(|e| body_error(e, max_items))?;
     drop(_budget);
@@ -207,6 +208,22 @@ fn body_error(error: BodyError, max_items: usize) -> ApiError {
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("more than {max_items} items in one request; at most {max_items} are accepted"),
         ),
+    }
+}
+
+/// Bodies up to this size are read on the async thread: a few microseconds, less than the
+/// hand-over to the blocking pool costs.
+const INLINE_JSON_BYTES: usize = 64 << 10;
+
+/// Runs `work` on the blocking pool, or here when `bytes` is small.
+async fn parse<T: Send + 'static>(
+    bytes: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    if bytes <= INLINE_JSON_BYTES {
+        Ok(work())
+    } else {
+        blocking(work).await
     }
 }
 

@@ -7,7 +7,7 @@ use super::batcher::BatcherHandle;
 use super::metrics::Metrics;
 use crate::data::images::DecodeLimits;
 use serde::Serialize;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -59,4 +59,9 @@ pub struct AppState {
     /// Requests whose bodies have arrived and whose fields are being prepared: a batch that is
     /// not full waits for more only while there are some.
     pub arriving: Arc<AtomicUsize>,
+    /// A large request has ended since the heap was last trimmed.
+    pub trim_due: AtomicBool,
 }
+
+/// Bodies from this size on leave memory worth handing back to the system when they are done.
+pub const LARGE_BODY: usize = 1 << 20;
