@@ -1,8 +1,8 @@
 //! Export of a trained model for use outside this tool: a safetensors or npz state dict with the
-//! PyTorch parameter names, or a traced TorchScript module that `torch.jit.load` runs without
-//! any other code (for inference: the weights are frozen into it).
+//! PyTorch parameter names, a traced TorchScript module that `torch.jit.load` runs without
+//! any other code (for inference: the weights are frozen into it), or an ONNX graph.
 
-use super::safetensors;
+use super::{onnx, safetensors};
 use crate::choice::Choice;
 use crate::fsutil;
 use crate::model::{Classifier, NamedTensor};
@@ -21,16 +21,20 @@ pub enum ExportFormat {
     Torchscript,
     /// A NumPy .npz archive of the state dict: `numpy.load`.
     Npz,
+    /// An ONNX graph (opset 17) for onnxruntime, TensorRT, OpenVINO; several models make one
+    /// averaging graph.
+    Onnx,
 }
 
 impl Choice for ExportFormat {
-    const ALL: &'static [Self] = &[Self::Safetensors, Self::Torchscript, Self::Npz];
+    const ALL: &'static [Self] = &[Self::Safetensors, Self::Torchscript, Self::Npz, Self::Onnx];
 
     fn name(self) -> &'static str {
         match self {
             Self::Safetensors => "safetensors",
             Self::Torchscript => "torchscript",
             Self::Npz => "npz",
+            Self::Onnx => "onnx",
         }
     }
 
@@ -41,6 +45,11 @@ impl Choice for ExportFormat {
             }
             Self::Torchscript => "A traced TorchScript module, for inference: `torch.jit.load`",
             Self::Npz => "A NumPy .npz archive of the state dict: `numpy.load`",
+            Self::Onnx => {
+                "An ONNX graph (opset 17, dynamic batch, input `images`, outputs `logits` and \
+                 `probabilities`) for onnxruntime and other runtimes; several --model make one \
+                 graph that averages their probabilities"
+            }
         }
     }
 }
@@ -70,7 +79,19 @@ pub fn export(model: &mut Classifier, format: ExportFormat, out: &Path) -> Resul
             let module = trace(model)?;
             fsutil::save_atomically(out, |temp| Ok(module.save(temp)?))
         }
+        ExportFormat::Onnx => export_onnx(std::slice::from_ref(model), &Default::default(), out),
     }
+}
+
+/// Writes `members` (one model, or an ensemble averaged in the graph) to `out` as ONNX,
+/// atomically.
+pub fn export_onnx(
+    members: &[Classifier],
+    description: &onnx::Description,
+    out: &Path,
+) -> Result<()> {
+    let bytes = onnx::encode(members, description)?;
+    fsutil::write_bytes_atomically(out, &bytes)
 }
 
 /// The model's tensors as PyTorch's `state_dict()` holds them: the parameters and running

@@ -5,7 +5,7 @@
 //!   them (with their declared architecture checked);
 //! - [`ot`]: libtorch's `.ot` archives, read without running anything they carry;
 //! - [`safetensors`]: the safetensors writer with metadata;
-//! - [`export`]: safetensors, npz and TorchScript for use outside this tool;
+//! - [`export`]: safetensors, npz, TorchScript and ONNX ([`onnx`]) for use outside this tool;
 //! - [`run_folder`] and [`run_config`]: the run folder (`config.json`, `metrics.jsonl`,
 //!   `model.ot`, `resume.ot`), its one reader and writer.
 //!
@@ -13,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod export;
+pub mod onnx;
 pub mod ot;
 pub mod run_config;
 pub mod run_folder;

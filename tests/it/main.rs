@@ -12,6 +12,7 @@ mod end_to_end;
 mod faults;
 mod hostile;
 mod interop;
+mod onnx;
 mod optimizers;
 mod pictures;
 mod report;
