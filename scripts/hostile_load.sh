@@ -12,19 +12,9 @@ ensure_libtorch
 build_release
 ensure_data
 cd "$REPO_ROOT"
-cargo build --release --locked --example load_test
-LOAD=$REPO_ROOT/target/release/examples/load_test
-MODEL=${1:-}
+prepare_load_test "${1:-}"
 SECONDS_EACH=${2:-20}
 SERVER_BIN=${3:-$MNIST_CNN_BIN}
-if [ -z "$MODEL" ]; then
-  MODEL=runs/load-test-model/model.ot
-  if [ ! -f "$MODEL" ]; then
-    log "training a model for the load test (--recipe fast)"
-    "$MNIST_CNN_BIN" train --recipe fast --data "$MNIST_CNN_DATA" --out runs/load-test-model \
-      --overwrite --no-report >/dev/null
-  fi
-fi
 
 trap '[ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null || true' EXIT
 for mode in flood bodies; do

@@ -84,6 +84,23 @@ ensure_chromium() {
     { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null; }
 }
 
+# The load generator and a model to serve (MODEL if given, else one trained once with
+# --recipe fast into runs/load-test-model): sets LOAD and MODEL. For load_test.sh and
+# hostile_load.sh; call after ensure_data, in $REPO_ROOT.
+prepare_load_test() {
+  cargo build --release --locked --example load_test
+  LOAD=$REPO_ROOT/target/release/examples/load_test
+  MODEL=${1:-}
+  if [ -z "$MODEL" ]; then
+    MODEL=runs/load-test-model/model.ot
+    if [ ! -f "$MODEL" ]; then
+      log "training a model for the load test (--recipe fast)"
+      "$MNIST_CNN_BIN" train --recipe fast --data "$MNIST_CNN_DATA" --out runs/load-test-model \
+        --overwrite --no-report >/dev/null
+    fi
+  fi
+}
+
 ensure_data() {
   if [ -n "${MNIST_DIR:-}" ]; then
     log "data: importing MNIST from MNIST_DIR=$MNIST_DIR into $MNIST_CNN_DATA"
