@@ -17,8 +17,11 @@ use tch::{Device, Tensor};
 
 /// Loads a checkpoint (`.ot` or `.safetensors`) into the network it was made for, on `device`.
 pub fn load(path: &Path, device: Device) -> Result<Classifier> {
-    let tensors = read_tensors(path)?;
-    let architecture = checkpoint_architecture(path, &tensors)?;
+    let CheckpointFile {
+        tensors,
+        metadata_architecture,
+    } = read_file(path)?;
+    let architecture = checkpoint_architecture(path, &tensors, metadata_architecture.as_deref())?;
     let model = Classifier::new(architecture, device);
     model.load_weights(&tensors).with_context(|| {
         format!(
@@ -107,16 +110,38 @@ impl Format {
 /// The named tensors of a checkpoint file (see [`tensors_from_bytes`]); only a regular file of
 /// a sane size is read.
 pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    Ok(read_file(path)?.tensors)
+}
+
+/// A checkpoint read once (so that what is checked is what is used): its tensors, and the
+/// architecture a safetensors file's metadata names.
+struct CheckpointFile {
+    tensors: BTreeMap<String, Tensor>,
+    metadata_architecture: Option<String>,
+}
+
+fn read_file(path: &Path) -> Result<CheckpointFile> {
     let bytes = fsutil::read_limited(path, MAX_CHECKPOINT_BYTES, "checkpoint")
         .context("cannot read the checkpoint")?;
     ensure!(!bytes.is_empty(), "checkpoint {} is empty", path.display());
     let format = Format::of(path);
-    tensors_from_bytes(&bytes, format).with_context(|| {
+    let unreadable = || {
         format!(
             "checkpoint {} is not a readable {} file",
             path.display(),
             format.describe()
         )
+    };
+    let tensors = tensors_from_bytes(&bytes, format).with_context(unreadable)?;
+    let metadata_architecture = match format {
+        Format::Safetensors => {
+            safetensors::declared_architecture(&bytes).with_context(unreadable)?
+        }
+        Format::Ot => None,
+    };
+    Ok(CheckpointFile {
+        tensors,
+        metadata_architecture,
     })
 }
 
@@ -145,9 +170,11 @@ fn check_finite(tensors: &BTreeMap<String, Tensor>) -> Result<()> {
 
 /// The architecture of a checkpoint: told by its tensors, and checked against what the
 /// checkpoint declares, if anything.
+/// `metadata` is the architecture a safetensors file's metadata names.
 pub fn checkpoint_architecture(
     path: &Path,
     tensors: &BTreeMap<String, Tensor>,
+    metadata: Option<&str>,
 ) -> Result<Architecture> {
     if tensors.contains_key("state.epoch") {
         bail!(
@@ -159,7 +186,7 @@ pub fn checkpoint_architecture(
     }
     let inferred =
         Architecture::infer(tensors).with_context(|| format!("checkpoint {}", path.display()))?;
-    if let Some(declared) = declared_architecture(path)? {
+    if let Some(declared) = declared_architecture(path, metadata)? {
         ensure!(
             declared.architecture == inferred,
             "checkpoint {}: {} gives the architecture as {}, but the tensors are those of \
@@ -178,9 +205,9 @@ struct Declared {
     source: String,
 }
 
-fn declared_architecture(path: &Path) -> Result<Option<Declared>> {
+fn declared_architecture(path: &Path, metadata: Option<&str>) -> Result<Option<Declared>> {
     if is_safetensors(path) {
-        let Some(name) = safetensors::declared_architecture(path, MAX_CHECKPOINT_BYTES)? else {
+        let Some(name) = metadata else {
             return Ok(None);
         };
         let architecture = name.parse::<Architecture>().map_err(|e| {

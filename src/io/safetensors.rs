@@ -82,16 +82,9 @@ pub fn read(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>> {
         .collect()
 }
 
-/// The architecture named in the metadata of the safetensors file `path` (read only when it is
-/// a regular file of at most `max_bytes`), if any.
-pub fn declared_architecture(path: &Path, max_bytes: u64) -> Result<Option<String>> {
-    let bytes = crate::fsutil::read_limited(path, max_bytes, "checkpoint")?;
-    let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| {
-        anyhow!(
-            "checkpoint {} is not a readable safetensors file: {e:?}",
-            path.display()
-        )
-    })?;
+/// The architecture named in the metadata of a safetensors file's bytes, if any.
+pub fn declared_architecture(bytes: &[u8]) -> Result<Option<String>> {
+    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{e:?}"))?;
     Ok(metadata
         .metadata()
         .as_ref()
