@@ -685,6 +685,16 @@ fn export_writes_each_format_and_names_a_bad_destination() {
         "--out",
         bad.to_str().unwrap(),
     ]);
+    assert_clean_failure(&output, &["no-such-folder"]);
+    let output = mnist_cnn(&[
+        "export",
+        "--model",
+        model.to_str().unwrap(),
+        "--format",
+        "tflite",
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
     assert_clean_failure(&output, &["--format"]);
 }
 
