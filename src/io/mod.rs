@@ -19,6 +19,7 @@ pub mod run_config;
 pub mod run_folder;
 pub mod safetensors;
 pub mod settings_file;
+pub mod tensorboard;
 
 pub use run_config::{RunCommand, RunConfig, RunStatus};
 pub use run_folder::RunFolder;
