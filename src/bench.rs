@@ -11,7 +11,6 @@ use crate::io::checkpoint;
 use crate::model::Classifier;
 use crate::nn::Architecture;
 use crate::optim::{self, Optimizer};
-use crate::rng;
 use crate::train::{train_step, Batch};
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
@@ -58,7 +57,7 @@ pub fn time_training(
     let mut optimizer = Optimizer::for_model(model, optim::Settings::default(), 1e-3);
     let n = train.len();
     let per_epoch = n / batch_size;
-    let mut order = Tensor::from_slice(&rng::epoch_permutation(n, 0, 1)).to_device(device);
+    let mut order = train.epoch_order(0, 1);
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
     let mut started = Instant::now();
     for step in 0..warmup + steps {
@@ -70,7 +69,7 @@ pub fn time_training(
         let within = step % per_epoch;
         if within == 0 && step > 0 {
             let epoch = 1 + step / per_epoch;
-            order = Tensor::from_slice(&rng::epoch_permutation(n, 0, epoch)).to_device(device);
+            order = train.epoch_order(0, epoch);
         }
         let indices = order.narrow(0, (within * batch_size) as i64, batch_size as i64);
         let batch = train.gather(&indices);

@@ -83,6 +83,13 @@ impl Split {
         }
     }
 
+    /// The shuffled order of `epoch` (see [`crate::rng::epoch_permutation`]) as an index tensor
+    /// on the split's device, for [`Split::gather`].
+    pub fn epoch_order(&self, seed: u64, epoch: usize) -> Tensor {
+        let order = crate::rng::epoch_permutation(self.len(), seed, epoch);
+        Tensor::from_slice(&order).to_device(self.labels.device())
+    }
+
     /// The examples at `indices`, in that order.
     pub fn select(&self, indices: &[i64]) -> Split {
         self.gather(&Tensor::from_slice(indices).to_device(self.labels.device()))

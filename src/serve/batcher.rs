@@ -192,36 +192,27 @@ impl Rotation {
     fn settle(&mut self, parts: &[Part], outcome: Result<Vec<f32>, String>) -> Settled {
         let mut settled = Settled::default();
         let classes = NUM_CLASSES as usize;
-        let mut failed = vec![false; self.active.len()];
-        match &outcome {
-            Ok(values) => {
-                let mut offset = 0;
-                for part in parts {
-                    let active = &mut self.active[part.slot];
-                    active.job.ticket.release(part.len);
-                    let end = offset + part.len * classes;
-                    active.probabilities.extend_from_slice(&values[offset..end]);
-                    offset = end;
-                }
-            }
-            Err(_) => {
-                for part in parts {
-                    failed[part.slot] = true;
-                }
-            }
-        }
         let mut served = vec![false; self.active.len()];
         for part in parts {
             served[part.slot] = true;
+        }
+        if let Ok(values) = &outcome {
+            let mut offset = 0;
+            for part in parts {
+                let active = &mut self.active[part.slot];
+                active.job.ticket.release(part.len);
+                let end = offset + part.len * classes;
+                active.probabilities.extend_from_slice(&values[offset..end]);
+                offset = end;
+            }
         }
         // Round robin: the requests this batch served and still unfinished go behind the ones
         // it did not reach, so those come first next time.
         let (mut kept, mut behind) = (VecDeque::new(), VecDeque::new());
         for (slot, active) in self.active.drain(..).enumerate() {
             let fields = active.job.fields();
-            if failed[slot] {
-                let message = outcome.as_ref().err().cloned().unwrap_or_default();
-                let _ = active.job.reply.send(Err(message));
+            if let (true, Err(message)) = (served[slot], &outcome) {
+                let _ = active.job.reply.send(Err(message.clone()));
             } else if active.taken == fields && active.probabilities.len() == fields * classes {
                 let answer = active
                     .probabilities

@@ -147,7 +147,7 @@ pub async fn picture_request(state: &AppState, bytes: Bytes) -> Result<Fields, A
 /// within the server's budget of JSON bytes parsed at once.
 pub async fn json_request(state: &AppState, bytes: Bytes) -> Result<Fields, ApiError> {
     let permits = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-    let _budget =
+    let budget =
         state.json_budget.acquire_many(permits).await.map_err(|_| {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
         })?;
@@ -164,7 +164,7 @@ pub async fn json_request(state: &AppState, bytes: Bytes) -> Result<Fields, ApiE
     let items = parse(size, move || json_body::items(&bytes))
         .await?
         .map_err(|e| body_error(e, max_items))?;
-    drop(_budget);
+    drop(budget);
     let mut fields = Vec::with_capacity(items.len());
     let mut pictures = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
@@ -204,7 +204,7 @@ fn body_error(error: BodyError, max_items: usize) -> ApiError {
             ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}"))
         }
         BodyError::Invalid(e) => ApiError::unprocessable(e),
-        BodyError::TooMany { .. } => ApiError::new(
+        BodyError::TooMany => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("more than {max_items} items in one request; at most {max_items} are accepted"),
         ),

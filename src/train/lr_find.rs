@@ -7,7 +7,6 @@ use super::trainer::{train_step, Batch};
 use crate::data::Split;
 use crate::model::Classifier;
 use crate::optim::Optimizer;
-use crate::rng;
 use anyhow::{ensure, Result};
 use serde::Serialize;
 use tch::Tensor;
@@ -80,7 +79,6 @@ pub fn find_learning_rate(
         n >= options.batch_size,
         "fewer training images than one batch"
     );
-    let device = model.device();
     let mut optimizer = Optimizer::for_model(model, options.optimizer_settings(), range.start);
     let per_epoch = n / options.batch_size;
     let mut order = Tensor::new();
@@ -90,8 +88,7 @@ pub fn find_learning_rate(
     for step in 0..range.steps {
         if step % per_epoch == 0 {
             let epoch = 1 + step / per_epoch;
-            order = Tensor::from_slice(&rng::epoch_permutation(n, options.seed, epoch))
-                .to_device(device);
+            order = train.epoch_order(options.seed, epoch);
         }
         let rate =
             range.start * (range.end / range.start).powf(step as f64 / (range.steps - 1) as f64);

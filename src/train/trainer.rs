@@ -146,8 +146,7 @@ impl<'a> Trainer<'a> {
         let device = self.model.device();
         let n = train.len();
         let (first_step, steps) = (self.first_step(epoch), self.steps_in(epoch));
-        let order =
-            Tensor::from_slice(&rng::epoch_permutation(n, options.seed, epoch)).to_device(device);
+        let order = train.epoch_order(options.seed, epoch);
         let zero = || Tensor::zeros([], (Kind::Float, device));
         let clipping = options.clip_grad_norm.is_some();
         let (start, mut loss_sum, mut images_seen, seconds_before, mut norm_sum) = match partial {

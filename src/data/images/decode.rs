@@ -66,18 +66,23 @@ pub fn decode_bytes(bytes: &[u8], name: &str) -> Result<Grey> {
 /// [`decode_bytes`] with tighter limits (a server decoding many pictures at once).
 pub fn decode_bytes_within(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<Grey> {
     ensure!(!bytes.is_empty(), "{name} is an empty file");
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+    decode_reader(memory_reader(bytes, name)?, name, limits)
+}
+
+/// A reader over a picture in memory, its format guessed from the bytes.
+fn memory_reader<'a>(
+    bytes: &'a [u8],
+    name: &str,
+) -> Result<image::ImageReader<std::io::Cursor<&'a [u8]>>> {
+    image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .with_context(|| format!("cannot read {name}"))?;
-    decode_reader(reader, name, limits)
+        .with_context(|| format!("cannot read {name}"))
 }
 
 /// The width and height a picture's header declares, read without decoding the picture (for
 /// budgets over several pictures). Errors when the header cannot be read.
 pub fn declared_size(bytes: &[u8], name: &str) -> Result<(u32, u32)> {
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .with_context(|| format!("cannot read {name}"))?;
+    let reader = memory_reader(bytes, name)?;
     ensure!(
         reader.format().is_some(),
         "{name} is not a {FORMATS} picture"
