@@ -189,7 +189,14 @@ impl Rotation {
 
     /// Hands each part its probabilities (or the batch's error), answers the requests now
     /// complete, and gives the next batch's first turns to the requests this one did not reach.
-    fn settle(&mut self, parts: &[Part], outcome: Result<Vec<f32>, String>) -> Settled {
+    /// Each complete request is counted in `metrics` before its answer is sent, so that a client
+    /// that reads /metrics after its answer finds it counted.
+    fn settle(
+        &mut self,
+        parts: &[Part],
+        outcome: Result<Vec<f32>, String>,
+        metrics: &Metrics,
+    ) -> Settled {
         let mut settled = Settled::default();
         let classes = NUM_CLASSES as usize;
         let mut served = vec![false; self.active.len()];
@@ -219,10 +226,22 @@ impl Rotation {
                     .chunks(classes)
                     .map(<[f32]>::to_vec)
                     .collect();
-                match active.job.reply.send(Ok(answer)) {
-                    Ok(()) => settled.answered += fields,
-                    Err(_) => settled.unclaimed += fields,
-                }
+                // A client that leaves between this check and the send is counted as answered.
+                let one = if active.job.reply.is_closed() {
+                    Settled {
+                        answered: 0,
+                        unclaimed: fields,
+                    }
+                } else {
+                    Settled {
+                        answered: fields,
+                        unclaimed: 0,
+                    }
+                };
+                metrics.observe_settled(one);
+                settled.answered += one.answered;
+                settled.unclaimed += one.unclaimed;
+                let _ = active.job.reply.send(Ok(answer));
             } else if served[slot] {
                 behind.push_back(active);
             } else {
@@ -283,8 +302,7 @@ fn run(
         let outcome = forward(&model, &pixels, fields);
         metrics.observe_batch(fields);
         metrics.observe_inference(started.elapsed());
-        let settled = rotation.settle(&parts, outcome);
-        metrics.observe_settled(settled);
+        rotation.settle(&parts, outcome, metrics);
     }
 }
 
@@ -395,7 +413,7 @@ mod tests {
             );
         }
         let probabilities = vec![0.1; 64 * 10];
-        let settled = rotation.settle(&parts, Ok(probabilities));
+        let settled = rotation.settle(&parts, Ok(probabilities), &Metrics::new());
         assert_eq!(
             settled,
             Settled {
@@ -421,7 +439,7 @@ mod tests {
         }
         let first = rotation.next_batch();
         assert_eq!(first.iter().map(|p| p.slot).collect::<Vec<_>>(), [0, 1]);
-        rotation.settle(&first, Ok(vec![0.1; 20]));
+        rotation.settle(&first, Ok(vec![0.1; 20]), &Metrics::new());
         // The single field of slot 1 is answered; slots 2 and 3 now lead, the list follows.
         let second = rotation.next_batch();
         let fields: Vec<usize> = second
@@ -472,7 +490,11 @@ mod tests {
         }
         let parts = rotation.next_batch();
         assert_eq!(parts.len(), 2);
-        rotation.settle(&parts, Err("inference failed: boom".to_owned()));
+        rotation.settle(
+            &parts,
+            Err("inference failed: boom".to_owned()),
+            &Metrics::new(),
+        );
         assert_eq!(
             a_answer.try_recv().unwrap(),
             Err("inference failed: boom".to_owned())
