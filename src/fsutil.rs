@@ -138,6 +138,16 @@ pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomically(path, |w| Ok(w.write_all(bytes)?))
 }
 
+/// Writes `bytes` to `path` atomically, through a temporary file whose name starts with
+/// `temp_prefix` (for folders that a reader watches by name: TensorBoard's).
+pub fn write_bytes_atomically_as(path: &Path, bytes: &[u8], temp_prefix: &str) -> Result<()> {
+    let mut temp = temp_file_named(parent_dir(path), temp_prefix, ".tmp", path)?;
+    temp.as_file_mut()
+        .write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    persist(temp, path)
+}
+
 /// Writes a file atomically through a function that only accepts a path (libtorch's savers).
 /// The temporary path keeps `path`'s extension, since savers choose the format from it.
 pub fn save_atomically(path: &Path, save: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
@@ -155,9 +165,15 @@ fn temp_file_beside(path: &Path, suffix: &str) -> Result<NamedTempFile> {
     let name = path
         .file_name()
         .with_context(|| format!("{} is not a file path", path.display()))?;
+    let prefix = format!(".{}.", name.to_string_lossy());
+    temp_file_named(dir, &prefix, &format!(".tmp{suffix}"), path)
+}
+
+/// A temporary file in `dir` for writing `path`.
+fn temp_file_named(dir: &Path, prefix: &str, suffix: &str, path: &Path) -> Result<NamedTempFile> {
     tempfile::Builder::new()
-        .prefix(&format!(".{}.", name.to_string_lossy()))
-        .suffix(&format!(".tmp{suffix}"))
+        .prefix(prefix)
+        .suffix(suffix)
         .tempfile_in(dir)
         .with_context(|| {
             format!(

@@ -142,6 +142,11 @@ pub struct SessionArgs {
     /// written into the run folder at the end.
     #[arg(long)]
     pub no_report: bool,
+
+    /// Write no TensorBoard log (events.out.tfevents.* in the run folder; open it with
+    /// scripts/tensorboard.sh).
+    #[arg(long)]
+    pub no_tensorboard: bool,
 }
 
 impl SessionArgs {

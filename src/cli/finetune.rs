@@ -113,14 +113,16 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     };
     let plan = RunPlan {
         command: RunCommand::Finetune,
+        recipe: None,
         start: Start::Checkpoint(args.from.clone()),
         data,
         options,
         out: session.out.clone(),
         overwrite: session.overwrite,
         device,
+        tensorboard: !session.no_tensorboard,
     };
-    finish_run(&run::execute(plan)?, session)
+    finish_run(run::execute(plan)?, session)
 }
 
 /// A validation split, and whether the starting model never trained on it.

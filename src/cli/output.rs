@@ -3,11 +3,14 @@
 
 use super::args::SessionArgs;
 use crate::eval::Scores;
+use crate::io::tensorboard::{FinalFigures, Picture, RunLog};
+use crate::report::{self, ReportSummary};
 use crate::run::CompletedRun;
 use crate::train::FinalMetrics;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use tracing::warn;
 
 /// Prints a value as one line of JSON on stdout (the `--json` output of every command).
 pub fn print_json(value: &impl Serialize) -> Result<()> {
@@ -51,12 +54,20 @@ struct RunSummary<'a> {
     final_metrics: &'a FinalMetrics,
 }
 
-/// Writes the report of a finished `train` or `finetune` run (unless --no-report) and prints
-/// its outcome.
-pub fn finish_run(run: &CompletedRun, args: &SessionArgs) -> Result<()> {
-    if !args.no_report {
-        crate::report::write_after_run(run);
+/// Writes the report of a finished `train` or `finetune` run (unless --no-report), ends its
+/// TensorBoard log, and prints its outcome.
+pub fn finish_run(mut run: CompletedRun, args: &SessionArgs) -> Result<()> {
+    let report = match args.no_report {
+        true => None,
+        false => report::write_after_run(&run),
+    };
+    if let Some(mut log) = run.tensorboard.take() {
+        // The run is complete and saved: a log that cannot be ended is a warning.
+        if let Err(err) = end_tensorboard(&mut log, &run, report.as_ref()) {
+            warn!("{}: {err:#}", log.path().display());
+        }
     }
+    let run = &run;
     let metrics = &run.final_metrics;
     if args.json {
         return print_json(&RunSummary {
@@ -75,6 +86,36 @@ pub fn finish_run(run: &CompletedRun, args: &SessionArgs) -> Result<()> {
         run.folder.model_path().display()
     );
     Ok(())
+}
+
+/// Logs the delivered model's figures and the report's confusion matrix and mistakes.
+fn end_tensorboard(
+    log: &mut RunLog,
+    run: &CompletedRun,
+    report: Option<&ReportSummary>,
+) -> Result<()> {
+    let tags = [
+        (report::CONFUSION_FILE, "final/confusion_matrix"),
+        (report::MISTAKES_FILE, "final/mistakes"),
+    ];
+    let pictures: Vec<Picture> = report
+        .map(|r| r.pictures.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|drawn| {
+            let (_, tag) = tags.iter().find(|(file, _)| *file == drawn.file)?;
+            Some(Picture {
+                tag,
+                png: drawn.png.clone(),
+            })
+        })
+        .collect();
+    log.finish(&FinalFigures {
+        epoch: run.final_metrics.epochs_completed,
+        metrics: &run.final_metrics,
+        macro_avg: report.map(|r| &r.macro_avg),
+        pictures: &pictures,
+    })
 }
 
 #[cfg(test)]

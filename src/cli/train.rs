@@ -111,14 +111,16 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         .unwrap_or(args.recipe.architecture());
     let plan = RunPlan {
         command: RunCommand::Train,
+        recipe: Some(args.recipe),
         start: Start::Fresh(architecture),
         data,
         options,
         out: session.out.clone(),
         overwrite: session.overwrite,
         device,
+        tensorboard: !session.no_tensorboard,
     };
-    finish_run(&run::execute(plan)?, session)
+    finish_run(run::execute(plan)?, session)
 }
 
 /// `train --resume RUN_DIR`: the run's config gives the settings and the data, its metrics the
@@ -127,7 +129,8 @@ fn resume(dir: &Path, args: &TrainArgs) -> Result<()> {
     if args.session.sets_run_settings() {
         bail!(
             "--resume {}: the run continues with its own settings; only --epochs, --device, \
-             --threads, --checkpoint-every-steps, --json and --no-report may be given with it",
+             --threads, --checkpoint-every-steps, --json, --no-report and --no-tensorboard may be \
+             given with it",
             dir.display()
         );
     }
@@ -150,8 +153,7 @@ fn resume(dir: &Path, args: &TrainArgs) -> Result<()> {
         epochs: args.epochs,
         checkpoint_every_steps: args.session.checkpoint_every_steps,
     };
-    finish_run(
-        &run::execute(resumable.plan(changes, device)?)?,
-        &args.session,
-    )
+    let mut plan = resumable.plan(changes, device)?;
+    plan.tensorboard = !args.session.no_tensorboard;
+    finish_run(run::execute(plan)?, &args.session)
 }

@@ -5,7 +5,7 @@ use crate::data::dataset::DataDescription;
 use crate::device::DeviceName;
 use crate::eval::Scores;
 use crate::nn::Architecture;
-use crate::train::{FinalMetrics, TrainOptions};
+use crate::train::{FinalMetrics, Recipe, TrainOptions};
 use anyhow::{anyhow, ensure, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -49,6 +49,9 @@ pub struct RunConfig {
     /// The checkpoint a fine-tuning run started from.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub parent: Option<PathBuf>,
+    /// The recipe `train` started from (before its flags and config file).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub recipe: Option<Recipe>,
     #[serde(flatten)]
     pub options: TrainOptions,
     pub loss: String,

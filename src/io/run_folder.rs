@@ -9,6 +9,7 @@
 //! Every file is replaced atomically, so a crash leaves the previous complete version.
 
 use super::run_config::RunConfig;
+use super::tensorboard;
 use crate::fsutil;
 use crate::train::EpochRecord;
 use anyhow::{bail, ensure, Context, Result};
@@ -30,8 +31,9 @@ pub const MISTAKES_FILE: &str = "mistakes.png";
 pub const FILTERS_FILE: &str = "filters.png";
 pub const HTML_FILE: &str = "report.html";
 
-/// Every file a run (or its report) writes into its folder: what `--overwrite` removes. A file
-/// that runs start writing joins this list. config.json comes last, so that a folder whose
+/// Every file a run (or its report) writes into its folder: what `--overwrite` removes, with
+/// the TensorBoard event files (`events.out.tfevents.*`). A file that runs start writing joins
+/// this list. config.json comes last, so that a folder whose
 /// clearing was cut short is still recognised as a run folder.
 pub const RUN_FILES: [&str; 10] = [
     MODEL_FILE,
@@ -133,7 +135,7 @@ impl RunFolder {
             .with_context(|| format!("--out {}", self.path.display()))?
             .filter_map(|entry| entry.ok())
             .map(|entry| entry.file_name().to_string_lossy().into_owned())
-            .filter(|name| is_temporary_run_file(name));
+            .filter(|name| is_temporary_run_file(name) || is_event_file(name));
         let files = leftovers.chain(RUN_FILES.iter().map(|name| name.to_string()));
         for name in files.collect::<Vec<_>>() {
             let file = self.path.join(&name);
@@ -254,7 +256,13 @@ enum Contents {
 }
 
 fn is_run_file(name: &str) -> bool {
-    RUN_FILES.contains(&name) || is_temporary_run_file(name)
+    RUN_FILES.contains(&name) || is_temporary_run_file(name) || is_event_file(name)
+}
+
+/// A TensorBoard event file of the run (any number of them), or the temporary file of one
+/// being rewritten.
+fn is_event_file(name: &str) -> bool {
+    name.starts_with(tensorboard::EVENTS_PREFIX) || name.starts_with(tensorboard::TEMP_PREFIX)
 }
 
 /// A temporary file of [`fsutil`]'s atomic writes of a run file: `.model.ot.XXXXXX.tmp.ot`.

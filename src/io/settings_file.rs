@@ -17,8 +17,9 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
 /// What a run's config.json records rather than asks for (see [`super::RunConfig`]).
-const RECORD_ONLY: [&str; 13] = [
+const RECORD_ONLY: [&str; 14] = [
     "command",
+    "recipe",
     "status",
     "parameters",
     "parent",

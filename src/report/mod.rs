@@ -14,6 +14,7 @@ pub mod lr_find;
 
 use crate::data::Split;
 use crate::eval;
+use crate::eval::metrics::MacroAverages;
 use crate::io::run_folder::RunFolder;
 use crate::model::Classifier;
 use crate::run::CompletedRun;
@@ -39,8 +40,26 @@ pub struct ReportSummary {
     /// The data the confusion matrix and mistakes come from.
     pub evaluated_on: String,
     pub accuracy: f64,
+    /// Macro-averaged precision, recall and F1 on the same data.
+    #[serde(rename = "macro")]
+    pub macro_avg: MacroAverages,
     pub mistakes: usize,
     pub files: Vec<PathBuf>,
+    /// The pictures drawn, by file name (for the TensorBoard log).
+    #[serde(skip)]
+    pub pictures: Vec<DrawnPicture>,
+}
+
+/// A picture of the report as drawn: its file name in the run folder and its PNG bytes.
+pub struct DrawnPicture {
+    pub file: &'static str,
+    pub png: Vec<u8>,
+}
+
+impl std::fmt::Debug for DrawnPicture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({} bytes)", self.file, self.png.len())
+    }
 }
 
 /// A picture of the report: its file name, its PNG bytes and what it shows.
@@ -151,8 +170,16 @@ pub fn write_report(
         run_dir: run_dir.to_owned(),
         evaluated_on: data_description.to_owned(),
         accuracy: report.accuracy,
+        macro_avg: report.macro_avg,
         mistakes: wrong,
         files,
+        pictures: pictures
+            .into_iter()
+            .map(|p| DrawnPicture {
+                file: p.file,
+                png: p.png,
+            })
+            .collect(),
     })
 }
 
@@ -170,8 +197,8 @@ pub fn write_for_folder(
 /// (the model holds the delivered weights, those of model.ot); a picture-folder run is reported
 /// on the whole folder, as `mnist-cnn report` does. The run itself is complete and saved by
 /// then, so a report that cannot be written is a warning that says how to retry, not a failed
-/// run.
-pub fn write_after_run(run: &CompletedRun) {
+/// run (and no summary).
+pub fn write_after_run(run: &CompletedRun) -> Option<ReportSummary> {
     let run_dir = run.folder.path();
     let written = match &run.test {
         Some(test) => write_report(
@@ -183,11 +210,17 @@ pub fn write_after_run(run: &CompletedRun) {
         None => write_for_folder(run_dir, &ReportData::of_run(&run.config), &run.model),
     };
     match written {
-        Ok(summary) => info!("report: {}", summary.run_dir.join(HTML_FILE).display()),
-        Err(err) => warn!(
-            "no report: {err:#} (retry with `mnist-cnn report {}`)",
-            run_dir.display()
-        ),
+        Ok(summary) => {
+            info!("report: {}", summary.run_dir.join(HTML_FILE).display());
+            Some(summary)
+        }
+        Err(err) => {
+            warn!(
+                "no report: {err:#} (retry with `mnist-cnn report {}`)",
+                run_dir.display()
+            );
+            None
+        }
     }
 }
 

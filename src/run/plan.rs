@@ -5,7 +5,7 @@ use crate::data::dataset::DataSpec;
 use crate::io::checkpoint;
 use crate::io::{RunCommand, RunConfig, RunFolder};
 use crate::nn::Architecture;
-use crate::train::{Epochs, History, TrainOptions, TrainingState};
+use crate::train::{Epochs, History, Recipe, TrainOptions, TrainingState};
 use anyhow::{ensure, Result};
 use std::path::{Path, PathBuf};
 use tch::Device;
@@ -23,6 +23,8 @@ pub enum Start {
 /// Everything a training run is told.
 pub struct RunPlan {
     pub command: RunCommand,
+    /// The recipe `train` started from, recorded in config.json.
+    pub recipe: Option<Recipe>,
     pub start: Start,
     pub data: DataSpec,
     pub options: TrainOptions,
@@ -31,6 +33,8 @@ pub struct RunPlan {
     /// Replace a run already in `out`.
     pub overwrite: bool,
     pub device: Device,
+    /// Log for TensorBoard (events.out.tfevents.* in the run folder).
+    pub tensorboard: bool,
 }
 
 /// What `--resume` may change in a run's settings.
@@ -101,11 +105,13 @@ impl Resumable {
         );
         Ok(RunPlan {
             command: self.config.command,
+            recipe: self.config.recipe,
             data: self.config.data.spec(),
             options,
             out: Some(self.folder.path().to_owned()),
             overwrite: true,
             device,
+            tensorboard: true,
             start: Start::Resume(Box::new(self)),
         })
     }

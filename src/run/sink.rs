@@ -1,14 +1,16 @@
 //! The run folder as the training loop's [`EpochSink`]: after each epoch, `model.ot` (when the
 //! epoch is the one to deliver so far), `best.ot` (when a run that delivers its last epoch has a
 //! new validation leader), `metrics.jsonl`, then `resume.ot`, each written atomically; and
-//! `resume.ot` again whenever the loop saves its state within an epoch. It remembers what it
-//! wrote, so that a run that stops can say exactly what its folder holds.
+//! `resume.ot` again whenever the loop saves its state within an epoch; and, unless
+//! `--no-tensorboard`, every step sample and epoch to the run's TensorBoard log. It remembers
+//! what it wrote, so that a run that stops can say exactly what its folder holds.
 
 use crate::interrupt::StopPoint;
 use crate::io::run_folder::{BEST_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, RESUME_FILE};
+use crate::io::tensorboard::RunLog;
 use crate::io::{checkpoint, RunFolder};
 use crate::model::{Classifier, NamedTensor};
-use crate::train::{EpochSink, History, Saves};
+use crate::train::{EpochSink, History, Saves, StepSample};
 use anyhow::Result;
 
 pub struct FolderSink<'a> {
@@ -21,12 +23,15 @@ pub struct FolderSink<'a> {
     pub metrics_epochs: Option<usize>,
     /// Where the state this process last wrote to resume.ot was taken.
     pub state_at: Option<StopPoint>,
+    /// The run's TensorBoard log, unless turned off.
+    pub tensorboard: Option<RunLog>,
 }
 
 impl<'a> FolderSink<'a> {
-    pub fn new(folder: &'a RunFolder) -> Self {
+    pub fn new(folder: &'a RunFolder, tensorboard: Option<RunLog>) -> Self {
         Self {
             folder,
+            tensorboard,
             model_epoch: None,
             best_epoch: None,
             metrics_epochs: None,
@@ -81,7 +86,17 @@ impl EpochSink for FolderSink<'_> {
         }
         self.folder.write_metrics(history.records())?;
         self.metrics_epochs = Some(history.last_epoch());
+        if let (Some(log), Some(record)) = (self.tensorboard.as_mut(), history.epoch(epoch)) {
+            log.epoch(record)?;
+        }
         Ok(())
+    }
+
+    fn step_sampled(&mut self, sample: &StepSample) -> Result<()> {
+        match self.tensorboard.as_mut() {
+            Some(log) => log.step(sample),
+            None => Ok(()),
+        }
     }
 
     fn state_captured(&mut self, at: StopPoint, state: &[NamedTensor]) -> Result<()> {

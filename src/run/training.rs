@@ -11,10 +11,11 @@ use crate::eval::{EvalSets, Scores};
 use crate::interrupt::{self, Interrupted};
 use crate::io::run_config::now_utc;
 use crate::io::run_folder::{FolderUse, RESUME_FILE};
+use crate::io::tensorboard::RunLog;
 use crate::io::{checkpoint, RunCommand, RunConfig, RunFolder, RunStatus};
 use crate::model::Classifier;
 use crate::runtime;
-use crate::train::{FinalMetrics, Fit, History, TrainOptions};
+use crate::train::{FinalMetrics, Fit, History, TrainOptions, TrainingState};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use tch::Device;
@@ -29,6 +30,8 @@ pub struct CompletedRun {
     /// Holds the delivered weights, those of model.ot.
     pub model: Classifier,
     pub test: Option<Split>,
+    /// The run's TensorBoard log, to which the end of the run goes.
+    pub tensorboard: Option<RunLog>,
 }
 
 /// What the run starts with, once the plan's start is resolved.
@@ -64,6 +67,7 @@ pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
     let model = beginning.model;
     let mut config = new_config(plan.command, &plan.options, plan.device, &model, &data);
     config.parent = beginning.parent.clone();
+    config.recipe = plan.recipe;
     let resuming = beginning.resumed.is_some();
     let (mut history, state) = match beginning.resumed {
         Some(resumed) => {
@@ -80,6 +84,16 @@ pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
             )
         }
     };
+    let tensorboard = match plan.tensorboard {
+        true => Some(start_tensorboard(
+            &folder,
+            &config,
+            &history,
+            state.as_ref(),
+            &data,
+        )?),
+        false => None,
+    };
     folder.write_config(&config)?;
     log_start(&config, &folder);
 
@@ -92,24 +106,48 @@ pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
         options: &plan.options,
         resume: state.as_ref(),
     };
-    let mut sink = FolderSink::new(&folder);
+    let mut sink = FolderSink::new(&folder, tensorboard);
     if !resuming && config.before.is_some() {
         sink.metrics_epochs = Some(0); // the starting checkpoint's scores
     }
     let fitted = catching_panics(|| fit.run(&mut history, &mut sink));
     let outcome = match fitted {
         Ok(outcome) => outcome,
-        Err(err) => return Err(mark_stopped(err, &sink, &mut config)),
+        Err(err) => return Err(mark_stopped(err, &mut sink, &mut config)),
     };
     let final_metrics = FinalMetrics::new(&history, outcome);
     mark_completed(&folder, &mut config, &final_metrics)?;
+    let tensorboard = sink.tensorboard.take();
     Ok(CompletedRun {
         folder,
         config,
         final_metrics,
         model,
         test: data.test,
+        tensorboard,
     })
+}
+
+/// Starts the run's TensorBoard log: for a resumed run, the steps and epochs logged up to its
+/// saved state are kept; a fine-tuning run logs its starting scores as epoch 0.
+fn start_tensorboard(
+    folder: &RunFolder,
+    config: &RunConfig,
+    history: &History,
+    state: Option<&TrainingState>,
+    data: &Dataset,
+) -> Result<RunLog> {
+    let resumed = state
+        .map(|s| s.position(&config.options, data.train.len()))
+        .transpose()?;
+    let mut log = RunLog::start(folder.path(), config, resumed)?;
+    if resumed.is_none() {
+        for record in history.records() {
+            log.epoch(record)?;
+        }
+    }
+    info!("TensorBoard log: {}", log.path().display());
+    Ok(log)
 }
 
 /// Runs `work`, turning a panic into an error (after the panic message is printed), so that the
@@ -139,6 +177,7 @@ fn new_config(
         architecture: model.architecture(),
         parameters: model.parameter_count(),
         parent: None,
+        recipe: None,
         options: options.clone(),
         loss: "cross_entropy".to_owned(),
         device: DeviceName(device),
@@ -249,9 +288,18 @@ fn mark_completed(
 
 /// Records in config.json how the run stopped (interrupted or failed) and says exactly what the
 /// folder holds; returns the error to pass on.
-fn mark_stopped(err: anyhow::Error, sink: &FolderSink, config: &mut RunConfig) -> anyhow::Error {
+fn mark_stopped(
+    err: anyhow::Error,
+    sink: &mut FolderSink,
+    config: &mut RunConfig,
+) -> anyhow::Error {
     let folder = sink.folder;
     let interrupted = err.downcast_ref::<Interrupted>();
+    if let (None, Some(log)) = (interrupted, sink.tensorboard.as_mut()) {
+        if let Err(log_error) = log.failed() {
+            warn!("{log_error:#}");
+        }
+    }
     config.status = match interrupted {
         Some(_) => RunStatus::Interrupted,
         None => RunStatus::Failed,

@@ -5,49 +5,16 @@
 use super::best::{Selection, Verdict};
 use super::options::TrainOptions;
 use super::records::{EpochRecord, FitOutcome, History};
+use super::sink::{EpochSink, Saves};
 use super::state::{self, TrainingState};
 use super::trainer::{EpochResult, EpochRun, PartialEpoch, Trainer};
 use crate::data::Split;
 use crate::eval::{EvalSets, Scores};
 use crate::interrupt::{self, Interrupted, StopPoint};
-use crate::model::{Classifier, NamedTensor};
+use crate::model::Classifier;
 use crate::schedule::Schedule;
 use anyhow::{ensure, Result};
 use tracing::info;
-
-/// Where a run's epochs go: the run folder writes them to disk; tests and benchmarks discard
-/// them.
-pub trait EpochSink {
-    /// After an epoch is scored and recorded in `history`. The model holds the weights the run
-    /// would deliver (the average, if kept); `saves` says which files they go to.
-    fn epoch_scored(&mut self, history: &History, saves: Saves, model: &Classifier) -> Result<()>;
-
-    /// The state a resumed run starts from (see [`super::state`]), after an epoch or after a
-    /// step within one (`at`).
-    fn state_captured(&mut self, at: StopPoint, state: &[NamedTensor]) -> Result<()>;
-}
-
-/// Which of the epoch's files get the weights the run would deliver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Saves {
-    /// model.ot: they are the ones to deliver so far.
-    pub delivered: bool,
-    /// best.ot: they lead on the validation split, in a run that delivers its last epoch.
-    pub leader: bool,
-}
-
-/// An [`EpochSink`] that keeps nothing.
-pub struct Discard;
-
-impl EpochSink for Discard {
-    fn epoch_scored(&mut self, _: &History, _: Saves, _: &Classifier) -> Result<()> {
-        Ok(())
-    }
-
-    fn state_captured(&mut self, _: StopPoint, _: &[NamedTensor]) -> Result<()> {
-        Ok(())
-    }
-}
 
 /// One training run's inputs.
 pub struct Fit<'a> {
@@ -127,10 +94,13 @@ impl Fit<'_> {
         progress: &mut Progress,
     ) -> Result<EpochResult> {
         loop {
-            match progress
-                .trainer
-                .train_epoch(self.train, epoch, partial.take())?
-            {
+            let run = progress.trainer.train_epoch(
+                self.train,
+                epoch,
+                partial.take(),
+                &mut *progress.sink,
+            )?;
+            match run {
                 EpochRun::Finished(result) => return Ok(result),
                 EpochRun::Paused {
                     partial: paused,
@@ -290,6 +260,7 @@ mod tests {
     use crate::schedule::Schedule;
     use crate::shape::batch_shape;
     use crate::train::options::{Epochs, Freeze};
+    use crate::train::sink::Discard;
     use tch::{Device, Kind, Tensor};
 
     /// A small learnable problem: the label is the row of the one bright horizontal bar.

@@ -8,6 +8,7 @@
 //! - [`records`]: the epoch records, the run's history, the final figures;
 //! - [`trainer`]: one epoch of steps;
 //! - [`fit`]: the loop over epochs;
+//! - [`sink`]: where the loop hands its epochs and step samples;
 //! - [`best`]: best-epoch selection and patience;
 //! - [`average`]: the weight average;
 //! - [`state`]: the training state a resumed run starts from.
@@ -18,11 +19,13 @@ pub mod fit;
 pub mod lr_find;
 pub mod options;
 pub mod records;
+pub mod sink;
 pub mod state;
 pub mod trainer;
 
-pub use fit::{Discard, EpochSink, Fit, Saves};
+pub use fit::Fit;
 pub use options::{rules, Epochs, Freeze, Recipe, TrainOptions};
-pub use records::{EpochRecord, FinalMetrics, FitOutcome, History};
-pub use state::TrainingState;
-pub use trainer::{train_step, Batch, Step};
+pub use records::{EpochRecord, FinalMetrics, FitOutcome, History, StepSample};
+pub use sink::{Discard, EpochSink, Saves};
+pub use state::{RunPosition, TrainingState};
+pub use trainer::{train_step, Batch, Step, SAMPLE_EVERY};

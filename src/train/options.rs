@@ -156,7 +156,8 @@ impl fmt::Display for Epochs {
 }
 
 /// Named starting points for `train`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Recipe {
     /// The Keras tutorial.
     Tutorial,

@@ -93,6 +93,24 @@ impl EpochRecord {
     }
 }
 
+/// The running figures of an epoch at one of its steps, for TensorBoard's step charts. They
+/// depend only on the saved state, so a resumed run samples the same values as an
+/// uninterrupted one (the rate apart).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepSample {
+    /// Steps done in the run, counted across epochs (from 1).
+    pub step: usize,
+    pub epoch: usize,
+    /// Mean loss over the epoch's batches so far (the progress bar's).
+    pub train_loss: f64,
+    /// The learning rate of the step.
+    pub learning_rate: f64,
+    /// Training images per second since the previous sample.
+    pub images_per_second: f64,
+    /// Mean global gradient norm before clipping over the epoch's steps so far, when clipping.
+    pub grad_norm: Option<f64>,
+}
+
 /// Every epoch of a run so far, in order: what `metrics.jsonl` holds. The one list of them: the
 /// training loop appends to it, and the run folder writes it out.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -12,6 +12,7 @@
 //!   leader is found again from metrics.jsonl).
 
 use super::best::Best;
+use super::options::TrainOptions;
 use super::trainer::{PartialEpoch, Trainer};
 use crate::model::NamedTensor;
 use anyhow::{ensure, Context, Result};
@@ -30,6 +31,14 @@ pub struct TrainingState {
     tensors: BTreeMap<String, Tensor>,
 }
 
+/// How far a saved state had come: what a resumed run's logs keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunPosition {
+    pub epochs_completed: usize,
+    /// Steps of the run done, counted across epochs.
+    pub steps_done: usize,
+}
+
 impl TrainingState {
     pub fn new(tensors: BTreeMap<String, Tensor>) -> Self {
         Self { tensors }
@@ -38,6 +47,23 @@ impl TrainingState {
     /// The epochs the state had completed.
     pub fn completed_epochs(&self) -> Result<usize> {
         self.count(EPOCH)
+    }
+
+    /// Where the state stands in a run with `options` over `examples` training examples.
+    pub fn position(&self, options: &TrainOptions, examples: usize) -> Result<RunPosition> {
+        let epochs_completed = self.completed_epochs()?;
+        let within = match self.tensors.contains_key(STEP) {
+            true => self.count(STEP)?,
+            false => 0,
+        };
+        let steps_per_epoch = examples.div_ceil(options.batch_size);
+        Ok(RunPosition {
+            epochs_completed,
+            steps_done: options
+                .epochs
+                .steps_before(epochs_completed + 1, steps_per_epoch)
+                + within,
+        })
     }
 
     fn get(&self, key: &str) -> Result<&Tensor> {

@@ -8,6 +8,8 @@
 
 use super::average::WeightAverage;
 use super::options::TrainOptions;
+use super::records::StepSample;
+use super::sink::EpochSink;
 use crate::augment::{self, AffineRanges};
 use crate::data::Split;
 use crate::interrupt;
@@ -19,9 +21,10 @@ use anyhow::{ensure, Result};
 use std::time::Instant;
 use tch::{Kind, Reduction, Tensor};
 
-/// How often (in batches) the progress bar's loss and rate are refreshed; each refresh reads
-/// one number back from the device.
-const PROGRESS_EVERY: usize = 50;
+/// How often (in steps of the run) the progress bar is refreshed and a [`StepSample`] taken
+/// (Lightning's `log_every_n_steps` default); each reads one or two numbers back from the
+/// device. Counted across epochs, so that a resumed run samples the same steps.
+pub const SAMPLE_EVERY: usize = 50;
 
 /// The schedule with its base rate and the run's length.
 pub struct ScheduleClock {
@@ -131,7 +134,9 @@ impl<'a> Trainer<'a> {
         self.options.epochs.steps_in(epoch, self.steps_per_epoch)
     }
 
-    /// Trains `epoch` in its order, from its first step or from where `partial` stopped.
+    /// Trains `epoch` in its order, from its first step or from where `partial` stopped,
+    /// handing `sink` a [`StepSample`] every [`SAMPLE_EVERY`] steps of the run and after the
+    /// epoch's last.
     ///
     /// Pauses after a step when SIGINT or SIGTERM has arrived, or when the state is due to be
     /// saved; stops with an error when the loss stops being finite. A signal after the last
@@ -141,6 +146,7 @@ impl<'a> Trainer<'a> {
         train: &Split,
         epoch: usize,
         partial: Option<PartialEpoch>,
+        sink: &mut dyn EpochSink,
     ) -> Result<EpochRun> {
         let options = self.options;
         let device = self.model.device();
@@ -166,6 +172,7 @@ impl<'a> Trainer<'a> {
         bar.set_position(start as u64);
         let ranges = AffineRanges::default();
         let started = Instant::now();
+        let mut window = RateWindow::new(images_seen);
         let seconds = |started: Instant| seconds_before + started.elapsed().as_secs_f64();
         for step in start..steps {
             if options.schedule != Schedule::Constant {
@@ -188,20 +195,30 @@ impl<'a> Trainer<'a> {
             }
             images_seen += len;
             let done = step + 1;
-            if done % PROGRESS_EVERY == 0 || done == steps {
-                let seen = (begin + len) as f64;
-                let mean_loss = loss_sum.double_value(&[]) / seen;
+            if (first_step + done) % SAMPLE_EVERY == 0 || done == steps {
+                let sample = StepSample {
+                    step: first_step + done,
+                    epoch,
+                    train_loss: loss_sum.double_value(&[]) / images_seen as f64,
+                    learning_rate: self.learning_rate_at(first_step + step),
+                    images_per_second: window.rate(images_seen),
+                    grad_norm: norm_sum
+                        .as_ref()
+                        .map(|sum| sum.double_value(&[]) / done as f64),
+                };
                 ensure!(
-                    mean_loss.is_finite(),
-                    "the training loss became {mean_loss} in epoch {epoch} (by step {done} of \
-                     {steps}); stopping. The run folder keeps the last saved state; a lower \
-                     --lr usually helps"
+                    sample.train_loss.is_finite(),
+                    "the training loss became {} in epoch {epoch} (by step {done} of {steps}); \
+                     stopping. The run folder keeps the last saved state; a lower --lr usually \
+                     helps",
+                    sample.train_loss
                 );
                 bar.set_position(done as u64);
                 bar.set_message(format!(
-                    "loss {mean_loss:.4}  {:.0} img/s",
-                    (images_seen as f64) / started.elapsed().as_secs_f64().max(1e-9)
+                    "loss {:.4}  {:.0} img/s",
+                    sample.train_loss, sample.images_per_second
                 ));
+                sink.step_sampled(&sample)?;
             }
             if done == steps {
                 break;
@@ -247,6 +264,29 @@ impl<'a> Trainer<'a> {
             average.update(self.model);
         }
         step
+    }
+}
+
+/// Images per second between two samples.
+struct RateWindow {
+    since: Instant,
+    images_before: usize,
+}
+
+impl RateWindow {
+    fn new(images_seen: usize) -> Self {
+        Self {
+            since: Instant::now(),
+            images_before: images_seen,
+        }
+    }
+
+    /// The rate since the last call (or the start), and a new window from now.
+    fn rate(&mut self, images_seen: usize) -> f64 {
+        let seconds = self.since.elapsed().as_secs_f64().max(1e-9);
+        let rate = (images_seen - self.images_before) as f64 / seconds;
+        *self = Self::new(images_seen);
+        rate
     }
 }
 

@@ -100,11 +100,12 @@ fn train_writes_a_complete_run_folder_and_eval_reads_it() {
     let summary = stdout_json(&output);
     assert_eq!(summary["epochs_completed"], 2);
     assert_eq!(
-        file_names(&out),
+        run_files(&out),
         [
             "config.json",
             "confusion.png",
             "curves.png",
+            "events.out.tfevents.*",
             "filters.png",
             "metrics.jsonl",
             "mistakes.png",

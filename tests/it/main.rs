@@ -20,4 +20,5 @@ mod selection;
 mod serve;
 mod serve_hostile;
 mod settings;
+mod tensorboard;
 mod trust;

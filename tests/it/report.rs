@@ -136,8 +136,14 @@ fn report_rebuilds_the_files_and_no_report_skips_them() {
         run,
     } = run_without_report("1");
     assert_eq!(
-        file_names(&run),
-        ["config.json", "metrics.jsonl", "model.ot", "resume.ot"]
+        run_files(&run),
+        [
+            "config.json",
+            "events.out.tfevents.*",
+            "metrics.jsonl",
+            "model.ot",
+            "resume.ot"
+        ]
     );
 
     let output = mnist_cnn(&["report", run.to_str().unwrap(), "--json"]);

@@ -103,18 +103,22 @@ fn overwrite_removes_the_old_runs_files_and_only_those() {
     ]));
     assert!(old.run.join("report.html").exists());
     fs::write(old.run.join("notes.txt"), "mine").unwrap();
+    let old_log = file_names(&old.run)
+        .into_iter()
+        .find(|name| name.starts_with("events.out.tfevents."));
+    assert!(old_log.is_some());
     let new = train_small(
         &old.data,
         &old.run,
         &["--overwrite", "--no-report", "--epochs", "0.5"],
     );
     assert_success(&new);
-    let mut left = file_names(&old.run);
-    left.sort();
+    assert!(!old.run.join(old_log.unwrap()).exists());
     assert_eq!(
-        left,
+        run_files(&old.run),
         [
             "config.json",
+            "events.out.tfevents.*",
             "metrics.jsonl",
             "model.ot",
             "notes.txt",

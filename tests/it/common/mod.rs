@@ -288,6 +288,20 @@ pub fn file_names(dir: &Path) -> Vec<String> {
     names
 }
 
+/// [`file_names`], with each TensorBoard event file (named by time, host and process) shown as
+/// `events.out.tfevents.*`, so that a run folder's listing can be compared whole.
+pub fn run_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = file_names(dir)
+        .into_iter()
+        .map(|name| match name.starts_with("events.out.tfevents.") {
+            true => "events.out.tfevents.*".to_owned(),
+            false => name,
+        })
+        .collect();
+    names.sort();
+    names
+}
+
 /// A PNG whose header declares `width`×`height` 8-bit grey pixels, followed by a few bytes of
 /// compressed data: enough for a decoder to believe the header.
 pub fn png_with_header(width: u32, height: u32) -> Vec<u8> {
