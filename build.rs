@@ -4,7 +4,9 @@
 //! We use it to (1) bake an rpath into every binary and test binary, so nothing needs
 //! LD_LIBRARY_PATH, (2) force-link libtorch_cuda when it exists — nothing references its
 //! symbols directly, so `--as-needed` would drop it and CUDA would silently be unavailable —
-//! and (3) record the libtorch and tch versions for `mnist-cnn info` and config.json.
+//! (3) record the libtorch and tch versions for `mnist-cnn info` and config.json, and (4)
+//! compile `src/autocast_shim.cpp`, the two autocast calls tch does not bind (autocast on the
+//! CPU, and its dtype), against the headers of that libtorch.
 
 use std::env;
 use std::fs;
@@ -18,6 +20,7 @@ fn main() {
         Ok(lib_dir) => {
             let lib_dir = Path::new(&lib_dir);
             link_libtorch(lib_dir);
+            build_autocast_shim(lib_dir);
             libtorch_version(lib_dir).unwrap_or_else(|| "unknown".to_owned())
         }
         Err(_) => {
@@ -37,6 +40,32 @@ fn link_libtorch(lib_dir: &Path) {
         println!("cargo:rustc-link-arg=-ltorch_cuda");
         println!("cargo:rustc-link-arg=-Wl,--as-needed");
     }
+}
+
+/// A PyTorch wheel and a standalone libtorch both keep the headers in `include/` beside `lib/`.
+fn build_autocast_shim(lib_dir: &Path) {
+    let shim = "src/autocast_shim.cpp";
+    println!("cargo:rerun-if-changed={shim}");
+    let root = lib_dir
+        .parent()
+        .expect("libtorch's lib folder has a parent");
+    let include = root.join("include");
+    cc::Build::new()
+        .cpp(true)
+        .file(shim)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        // The shim passes no std::string across, so the C++ ABI flag only has to match the
+        // headers' expectations: every libtorch 2.11 build uses the C++11 ABI.
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .warnings(false)
+        .compile("mnist_cnn_autocast");
+    // After the static library, so that the linker resolves its calls into libtorch.
+    println!("cargo:rustc-link-search=native={}", lib_dir.display());
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
 }
 
 /// The version of the libtorch we link: a PyTorch wheel has `torch/version.py` next to

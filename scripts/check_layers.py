@@ -11,7 +11,7 @@ import sys
 
 # Lowest first; keep in step with the table in docs/architecture.md.
 LAYERS = [
-    ("foundations", {"shape", "choice", "rule", "rng", "device", "runtime", "interrupt", "progress", "fsutil"}),
+    ("foundations", {"shape", "choice", "rule", "rng", "device", "runtime", "interrupt", "progress", "fsutil", "machine", "precision"}),
     ("core", {"nn", "model", "optim", "schedule", "augment", "data"}),
     ("training and evaluation", {"train", "eval"}),
     ("files", {"io"}),
@@ -20,7 +20,8 @@ LAYERS = [
 ]
 # Uses allowed between two modules of one layer.
 SIDEWAYS = {("model", "nn"), ("optim", "model"), ("optim", "nn"), ("train", "eval"),
-            ("cli", "serve"), ("cli", "report"), ("cli", "bench")}
+            ("cli", "serve"), ("cli", "report"), ("cli", "bench"),
+            ("precision", "choice"), ("precision", "machine")}
 
 RANK = {module: rank for rank, (_, modules) in enumerate(LAYERS) for module in modules}
 

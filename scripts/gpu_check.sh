@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One short check on a machine with an NVIDIA GPU and PyTorch 2.11 installed: runs the prebuilt
-# binary against that PyTorch's libtorch, checks that CUDA is seen, benchmarks, trains one epoch
-# and the fast recipe, and prints throughput and accuracy (as JSON lines, then a summary).
+# binary against that PyTorch's libtorch, checks that CUDA is seen, benchmarks and trains one
+# epoch in fp32, bf16 and fp16 (with its loss scale), runs the fast recipe in fp32 and bf16, and
+# prints throughput and accuracy (as JSON lines, then a summary). `info` says what
+# `--precision auto` picks for the device (bf16 from compute capability 8.0).
 #
 #   scripts/gpu_check.sh [BINARY] [MNIST_DIR] [OUT_DIR]
 #
@@ -28,23 +30,31 @@ if not info["cuda_available"]:
 print(f"CUDA devices: {info['cuda_device_count']}, cuDNN {info['cudnn_version']}", file=sys.stderr)
 PY
 
-for batch in 128 1024; do
-  "$BIN" bench --device cuda --data "$DATA" --batch-size "$batch" --steps 300 --json \
-    | tee "$OUT/bench-$batch.json"
+for precision in fp32 bf16 fp16; do
+  for batch in 128 1024; do
+    "$BIN" bench --device cuda --precision "$precision" --data "$DATA" --batch-size "$batch" \
+      --steps 300 --no-latency --json | tee "$OUT/bench-$precision-$batch.json"
+  done
+  "$BIN" train --device cuda --precision "$precision" --data "$DATA" --epochs 1 --batch-size 128 \
+    --seed 1 --no-report --out "$OUT/one-epoch-$precision" --overwrite --json \
+    | tee "$OUT/one-epoch-$precision.json"
 done
-"$BIN" train --device cuda --data "$DATA" --epochs 1 --batch-size 128 --seed 1 --no-report \
-  --out "$OUT/one-epoch" --overwrite --json | tee "$OUT/one-epoch.json"
-"$BIN" train --device cuda --data "$DATA" --recipe fast --seed 1 --no-report \
-  --out "$OUT/fast" --overwrite --json | tee "$OUT/fast.json"
+for precision in fp32 bf16; do
+  "$BIN" train --device cuda --precision "$precision" --data "$DATA" --recipe fast --seed 1 \
+    --no-report --out "$OUT/fast-$precision" --overwrite --json | tee "$OUT/fast-$precision.json"
+done
 
 "$PYTHON" - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]
-for batch in (128, 1024):
-    b = json.load(open(os.path.join(out, f"bench-{batch}.json")))
-    print(f"batch {batch}: training {b['train_images_per_second']:,.0f} images/s, "
-          f"inference {b['inference_images_per_second']:,.0f} images/s")
-for name in ("one-epoch", "fast"):
+for precision in ("fp32", "bf16", "fp16"):
+    for batch in (128, 1024):
+        b = json.load(open(os.path.join(out, f"bench-{precision}-{batch}.json")))
+        print(f"{precision}, batch {batch}: training {b['train_images_per_second']:,.0f} images/s, "
+              f"inference {b['inference_images_per_second']:,.0f} images/s, "
+              f"{100 * b['fraction_of_ceiling']:.0f}% of the matmul ceiling")
+names = [f"one-epoch-{p}" for p in ("fp32", "bf16", "fp16")] + [f"fast-{p}" for p in ("fp32", "bf16")]
+for name in names:
     r = json.load(open(os.path.join(out, f"{name}.json")))
     print(f"{name}: test accuracy {100 * r['test_accuracy']:.2f}% after {r['train_seconds']:.1f} s of training")
 PY

@@ -10,7 +10,8 @@ use crate::data::Split;
 use crate::io::checkpoint;
 use crate::model::Classifier;
 use crate::nn::Architecture;
-use crate::optim::{self, Optimizer};
+use crate::optim::{self, LossScale, Optimizer};
+use crate::precision::Precision;
 use crate::train::{train_step, Batch};
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
@@ -19,11 +20,12 @@ use std::process::Command;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-/// The same fields as `scripts/bench_pytorch.py` prints.
+/// The same fields as `scripts/bench_pytorch.py` prints, and this machine's ceiling.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResult {
     pub implementation: String,
     pub device: String,
+    pub precision: Precision,
     pub threads: i32,
     pub batch_size: usize,
     pub train_steps: usize,
@@ -32,6 +34,74 @@ pub struct BenchResult {
     pub inference_images_per_second: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predict_latency_ms: Option<f64>,
+    #[serde(flatten)]
+    pub ceiling: Ceiling,
+}
+
+/// What the machine could do at best: its matrix-product throughput with the same threads,
+/// and the training throughput as a fraction of what that allows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ceiling {
+    /// n×n fp32 matrix products, the best of several, in GFLOP/s.
+    pub matmul_gflops_fp32: f64,
+    /// The same in bf16, where the device computes it natively (AVX512-BF16, AMX, CUDA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matmul_gflops_bf16: Option<f64>,
+    pub training_flops_per_image: i64,
+    /// Training images per second × FLOPs per image ÷ the matmul peak of the precision used.
+    pub fraction_of_ceiling: f64,
+}
+
+/// The side of the square matrices [`matmul_gflops`] multiplies: large enough for the best
+/// kernels, small enough to take a fraction of a second.
+const MATMUL_SIDE: i64 = 1024;
+
+/// This device's matrix-product throughput in `kind`, in GFLOP/s with the current threads: the
+/// best of five timings of four n×n products, after a warm-up.
+pub fn matmul_gflops(device: Device, kind: Kind) -> f64 {
+    let a = Tensor::randn([MATMUL_SIDE, MATMUL_SIDE], (kind, device));
+    let b = Tensor::randn([MATMUL_SIDE, MATMUL_SIDE], (kind, device));
+    for _ in 0..3 {
+        let _ = a.mm(&b);
+    }
+    sync(device);
+    let flops = 2.0 * (MATMUL_SIDE as f64).powi(3);
+    let mut best: f64 = 0.0;
+    for _ in 0..5 {
+        let started = Instant::now();
+        for _ in 0..4 {
+            let _ = a.mm(&b);
+        }
+        sync(device);
+        best = best.max(4.0 * flops / started.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
+
+/// Whether `device` computes bf16 natively: CUDA, or a CPU with AVX512-BF16 or AMX (elsewhere
+/// libtorch converts, and a bf16 figure would measure the conversion).
+pub fn has_native_bf16(device: Device) -> bool {
+    let cpu = crate::machine::CpuFeatures::detect();
+    device.is_cuda() || cpu.avx512_bf16 || cpu.amx_bf16
+}
+
+/// The ceiling of training at `images_per_second` in `precision` with the tutorial network.
+pub fn ceiling(device: Device, precision: Precision, images_per_second: f64) -> Ceiling {
+    let fp32 = matmul_gflops(device, Kind::Float);
+    let bf16 = has_native_bf16(device).then(|| matmul_gflops(device, Kind::BFloat16));
+    let peak = match precision {
+        Precision::Fp32 => fp32,
+        Precision::Bf16 => bf16.unwrap_or(fp32),
+        // fp16 runs on CUDA only, where the bf16 and fp16 tensor-core peaks are the same.
+        Precision::Fp16 => bf16.unwrap_or(fp32),
+    };
+    let flops = crate::nn::summary::Summary::of(Architecture::Tutorial).training_flops_per_image;
+    Ceiling {
+        matmul_gflops_fp32: fp32,
+        matmul_gflops_bf16: bf16,
+        training_flops_per_image: flops,
+        fraction_of_ceiling: images_per_second * flops as f64 / (peak * 1e9),
+    }
 }
 
 /// What [`time_training`] measured.
@@ -55,6 +125,8 @@ pub fn time_training(
     );
     let device = model.device();
     let mut optimizer = Optimizer::for_model(model, optim::Settings::default(), 1e-3);
+    // fp16 needs a loss scale, as in training.
+    let mut loss_scale = (model.precision() == Precision::Fp16).then(LossScale::default);
     let n = train.len();
     let per_epoch = n / batch_size;
     let mut order = train.epoch_order(0, 1);
@@ -77,7 +149,7 @@ pub fn time_training(
             images: &batch.images,
             labels: &batch.labels,
         };
-        loss_sum += train_step(model, &mut optimizer, batch, 0.0, None)
+        loss_sum += train_step(model, &mut optimizer, batch, 0.0, None, loss_scale.as_mut())
             .loss
             .detach();
     }

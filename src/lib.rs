@@ -13,7 +13,8 @@
 //!   [`optim`] (Adam, AdamW, SGD, clipping), [`schedule`], [`augment`], [`data`] (MNIST, pictures, datasets);
 //! - foundations every layer may use: [`shape`] (28×28, ten classes), [`choice`] (named
 //!   options), [`rule`] (accepted ranges of settings), [`rng`], [`device`], [`runtime`],
-//!   [`interrupt`], [`progress`], [`fsutil`] (safe reads, atomic writes).
+//!   [`interrupt`], [`progress`], [`fsutil`] (safe reads, atomic writes), [`machine`] (CPU
+//!   extensions, CUDA compute capability), [`precision`] (fp32, bf16 and fp16 autocast).
 
 pub mod augment;
 pub mod bench;
@@ -25,9 +26,11 @@ pub mod eval;
 pub mod fsutil;
 pub mod interrupt;
 pub mod io;
+pub mod machine;
 pub mod model;
 pub mod nn;
 pub mod optim;
+pub mod precision;
 pub mod progress;
 pub mod report;
 pub mod rng;

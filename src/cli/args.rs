@@ -5,6 +5,7 @@ use super::values;
 use crate::data::dataset::{self, DataSource, DataSpec, HeldOut};
 use crate::device::DeviceChoice;
 use crate::optim::OptimizerKind;
+use crate::precision::{Precision, PrecisionRequest};
 use crate::schedule::Schedule;
 use crate::train::{rules, Epochs, TrainOptions};
 use anyhow::Result;
@@ -21,9 +22,29 @@ pub struct DeviceArgs {
     /// core).
     #[arg(long)]
     pub threads: Option<usize>,
+
+    /// What the convolutions and linear layers compute in: fp32, bf16 (mixed precision, as
+    /// autocast), fp16 (CUDA only, with a dynamic loss scale) or auto (bf16 where the
+    /// hardware has it: AMX, or CUDA compute capability 8.0+) [default: fp32, or a resumed
+    /// run's].
+    #[arg(long, value_parser = values::choice::<PrecisionRequest>())]
+    pub precision: Option<PrecisionRequest>,
 }
 
 impl DeviceArgs {
+    /// The precision to compute in on `device` (fp32 unless --precision says otherwise).
+    pub fn precision(&self, device: tch::Device) -> Result<Precision> {
+        self.precision_over(Precision::Fp32, device)
+    }
+
+    /// --precision when given, else `default` (a settings file's, a recipe's), checked against
+    /// `device`.
+    pub fn precision_over(&self, default: Precision, device: tch::Device) -> Result<Precision> {
+        self.precision
+            .unwrap_or(PrecisionRequest::Exactly(default))
+            .resolve(device)
+    }
+
     /// Applies the thread setting and resolves the device on this machine.
     pub fn resolve(&self) -> Result<tch::Device> {
         crate::runtime::apply_threads(self.threads)?;

@@ -49,7 +49,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mnist = Mnist::load(&args.data)?;
     let train = mnist.train.to_device(device);
     let test_images = mnist.test.images.to_device(device);
-    let model = bench::fresh_model(device);
+    let mut model = bench::fresh_model(device);
+    let precision = args.compute.precision(device)?;
+    model.set_precision(precision);
     let training = bench::time_training(&model, &train, args.batch_size, args.warmup, args.steps)?;
     let inference = bench::time_inference(&model, &test_images);
     let latency = if args.no_latency {
@@ -65,6 +67,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             tch::get_num_threads(),
         )?)
     };
+    let train_images_per_second = (args.steps * args.batch_size) as f64 / training.seconds;
     let result = BenchResult {
         implementation: format!(
             "mnist-cnn {} (tch {})",
@@ -72,21 +75,25 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             crate::runtime::TCH_VERSION
         ),
         device: DeviceName(device).to_string(),
+        precision,
         threads: tch::get_num_threads(),
         batch_size: args.batch_size,
         train_steps: args.steps,
         train_seconds: training.seconds,
-        train_images_per_second: (args.steps * args.batch_size) as f64 / training.seconds,
+        train_images_per_second,
         inference_images_per_second: inference,
         predict_latency_ms: latency,
+        ceiling: bench::ceiling(device, precision, train_images_per_second),
     };
     if args.json {
         return print_json(&result);
     }
+    let ceiling = &result.ceiling;
     println!(
-        "{} on {}, {} thread(s), batch {}: training {:.0} images/s ({} steps in {:.2} s); inference {:.0} images/s{}",
+        "{} on {}, {}, {} thread(s), batch {}: training {:.0} images/s ({} steps in {:.2} s); inference {:.0} images/s{}",
         result.implementation,
         result.device,
+        result.precision,
         result.threads,
         result.batch_size,
         result.train_images_per_second,
@@ -96,6 +103,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         result
             .predict_latency_ms
             .map_or(String::new(), |ms| format!("; predict on one picture {ms:.0} ms from process start"))
+    );
+    println!(
+        "ceiling: matmul {:.0} GFLOP/s fp32{}; training uses {:.0}% of it ({:.2} MFLOP per image)",
+        ceiling.matmul_gflops_fp32,
+        ceiling
+            .matmul_gflops_bf16
+            .map_or(", bf16 not native here".to_owned(), |g| format!(
+                ", {g:.0} GFLOP/s bf16"
+            )),
+        100.0 * ceiling.fraction_of_ceiling,
+        ceiling.training_flops_per_image as f64 / 1e6
     );
     Ok(())
 }

@@ -53,7 +53,9 @@ struct EvalOutput<'a> {
 
 pub fn run(args: &EvalArgs) -> Result<()> {
     let device = args.compute.resolve()?;
-    let ensemble = checkpoint::load_ensemble(&args.models, device, args.tta)?;
+    let precision = args.compute.precision(device)?;
+    let ensemble =
+        checkpoint::load_ensemble(&args.models, device, args.tta)?.with_precision(precision);
     let split = match &args.images {
         Some(dir) => images::load_folder(dir)?.split,
         None => Mnist::load(&args.data)?.test,

@@ -109,6 +109,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         freeze: args.freeze,
         choose_by_validation: held_out,
         patience: args.patience,
+        precision: session.compute.precision(device)?,
         ..session.train_options(TrainOptions::default(), Some(args.epochs), Some(args.lr))
     };
     let plan = RunPlan {

@@ -75,6 +75,7 @@ pub struct LrFindArgs {
 pub fn run(args: &LrFindArgs) -> Result<()> {
     ensure!(args.start < args.end, "--start must be below --end");
     let device = args.compute.resolve()?;
+    let precision = args.compute.precision(device)?;
     let options = TrainOptions {
         batch_size: args.batch_size,
         seed: args.seed,
@@ -83,13 +84,14 @@ pub fn run(args: &LrFindArgs) -> Result<()> {
         ..TrainOptions::default()
     };
     options.validate()?;
-    let model = match &args.from {
+    let mut model = match &args.from {
         Some(path) => checkpoint::load(path, device)?,
         None => {
             tch::manual_seed(args.seed as i64);
             Classifier::new(args.arch.unwrap_or(Architecture::Tutorial), device)
         }
     };
+    model.set_precision(precision);
     let train = Mnist::load(&args.data)?.train.to_device(device);
     let range = RangeTest {
         start: args.start,

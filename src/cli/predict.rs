@@ -53,7 +53,9 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         fsutil::refuse_overwriting(out, "--show-input", &inputs)?;
     }
     let device = args.compute.resolve()?;
-    let model = checkpoint::load_ensemble(&args.models, device, args.tta)?;
+    let precision = args.compute.precision(device)?;
+    let model =
+        checkpoint::load_ensemble(&args.models, device, args.tta)?.with_precision(precision);
     let prepared = predict::prepare(&args.images);
     if let Some(out) = &args.show_input {
         if let Some(field) = prepared.iter().find_map(|p| p.field.as_ref().ok()) {

@@ -34,12 +34,14 @@ pub struct ReportArgs {
 
 pub fn run(args: &ReportArgs) -> Result<()> {
     let device = args.compute.resolve()?;
+    let precision = args.compute.precision(device)?;
     let folder = RunFolder::open(&args.run_dir);
     let config = folder.read_config()?;
     let data = ReportData::choose(args.data.as_deref(), args.images.as_deref(), &config);
     let model_path = folder.model_path();
-    let model = checkpoint::load(&model_path, device)
+    let mut model = checkpoint::load(&model_path, device)
         .with_context(|| format!("the run's checkpoint {}", model_path.display()))?;
+    model.set_precision(precision);
     let summary = report::write_for_folder(&args.run_dir, &data, &model)?;
     if args.json {
         return print_json(&summary);

@@ -91,7 +91,9 @@ pub struct ServeArgs {
 pub fn run(args: &ServeArgs) -> Result<()> {
     let access = access_rules(args)?;
     let device = args.compute.resolve()?;
-    let model = checkpoint::load_ensemble(&args.models, device, args.tta)?;
+    let precision = args.compute.precision(device)?;
+    let model =
+        checkpoint::load_ensemble(&args.models, device, args.tta)?.with_precision(precision);
     let info = ModelInfo {
         models: args
             .models

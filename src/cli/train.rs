@@ -4,6 +4,7 @@
 use super::args::SessionArgs;
 use super::output::finish_run;
 use super::values;
+use crate::choice::Choice;
 use crate::data::dataset::{self, DataSource};
 use crate::io::settings_file::SettingsFile;
 use crate::io::RunCommand;
@@ -85,6 +86,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let base = file.apply(args.recipe.options())?;
     let mut options = session.train_options(base, args.epochs, args.lr);
     options.patience = args.patience.or(options.patience);
+    options.precision = compute.precision_over(options.precision, device)?;
     // The tutorial's recipe delivers the last epoch; a validation split is only scored.
     let validation = args
         .val_split
@@ -132,6 +134,13 @@ fn resume(dir: &Path, args: &TrainArgs) -> Result<()> {
              --threads, --checkpoint-every-steps, --json, --no-report and --no-tensorboard may be \
              given with it",
             dir.display()
+        );
+    }
+    if let Some(precision) = args.session.compute.precision {
+        bail!(
+            "--resume {}: the run continues in its own precision; --precision {} cannot be given              with it",
+            dir.display(),
+            precision.name()
         );
     }
     let resumable = Resumable::open(dir)?;

@@ -7,6 +7,7 @@
 
 use super::tta::{test_time_views, TTA_ROTATIONS};
 use crate::model::{Classifier, Predictor};
+use crate::precision::Precision;
 use tch::{Device, Tensor};
 
 /// The models of an ensemble and whether each also sees turned copies of the input.
@@ -24,6 +25,14 @@ impl Ensemble {
             members,
             test_time_augmentation,
         }
+    }
+
+    /// Every member computes in `precision` (see [`crate::precision`]).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        for member in &mut self.members {
+            member.set_precision(precision);
+        }
+        self
     }
 
     pub fn members(&self) -> &[Classifier] {

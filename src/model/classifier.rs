@@ -4,6 +4,7 @@
 //! weight average and the saved training state line up without each sorting on its own.
 
 use crate::nn::{layout, names, Architecture};
+use crate::precision::{Autocast, Precision};
 use anyhow::{bail, ensure, Context, Result};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +22,8 @@ pub struct Classifier {
     vs: nn::VarStore,
     net: Box<dyn ModuleT>,
     architecture: Architecture,
+    /// What the convolutions and linear layers compute in (the weights stay fp32).
+    precision: Precision,
 }
 
 impl fmt::Debug for Classifier {
@@ -43,16 +46,30 @@ impl Classifier {
             vs,
             net,
             architecture,
+            precision: Precision::Fp32,
         }
+    }
+
+    /// Computes in `precision` from now on (mixed precision: see [`crate::precision`]).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn architecture(&self) -> Architecture {
         self.architecture
     }
 
-    /// Logits for a batch of N×1×28×28 images.
+    /// Logits for a batch of N×1×28×28 images, in fp32 whatever the precision (so that the
+    /// loss and the softmax are computed in fp32).
     pub fn forward(&self, images: &Tensor, train: bool) -> Tensor {
-        self.net.forward_t(images, train)
+        match Autocast::enter(self.precision, self.device()) {
+            None => self.net.forward_t(images, train),
+            Some(_autocast) => self.net.forward_t(images, train).to_kind(Kind::Float),
+        }
     }
 
     pub fn device(&self) -> Device {
@@ -354,5 +371,72 @@ mod tests {
         assert!(!same(model.snapshot()), "the running statistics moved");
         model.restore(&before);
         assert!(same(model.snapshot()));
+    }
+
+    /// The relative L2 distance between two tensors.
+    fn relative_distance(a: &Tensor, b: &Tensor) -> f64 {
+        let difference = (a - b).norm().double_value(&[]);
+        difference / b.norm().double_value(&[]).max(1e-12)
+    }
+
+    /// Loss and gradients of one batch in `precision`, from the same weights each time.
+    fn loss_and_gradients(
+        architecture: Architecture,
+        precision: Precision,
+    ) -> (Tensor, Tensor, Vec<Tensor>) {
+        tch::manual_seed(7);
+        let mut model = Classifier::new(architecture, Device::Cpu);
+        model.set_precision(precision);
+        let images = Tensor::rand(batch_shape(16), (Kind::Float, Device::Cpu));
+        let labels = Tensor::arange(16, (Kind::Int64, Device::Cpu)).remainder(10);
+        // Evaluation mode: dropout would draw differently in each precision.
+        let logits = model.forward(&images, false);
+        let loss = logits.cross_entropy_for_logits(&labels);
+        loss.backward();
+        let grads = model
+            .trainable_variables()
+            .iter()
+            .map(|v| v.tensor.grad().copy())
+            .collect();
+        (logits, loss, grads)
+    }
+
+    #[test]
+    fn bf16_forward_and_backward_agree_with_fp32_within_bf16s_precision() {
+        for architecture in [Architecture::Tutorial, Architecture::Vgg { width: 8 }] {
+            let (logits32, loss32, grads32) = loss_and_gradients(architecture, Precision::Fp32);
+            let (logits16, loss16, grads16) = loss_and_gradients(architecture, Precision::Bf16);
+            // The logits and the loss leave the network in fp32, the gradients reach the fp32
+            // weights in fp32.
+            assert_eq!(logits16.kind(), Kind::Float);
+            assert!(grads16.iter().all(|g| g.kind() == Kind::Float));
+            // bf16 keeps 8 bits of mantissa (a relative step of 2^-8 ≈ 0.4%); sums of many
+            // such products stay within a few percent.
+            let logits_off = relative_distance(&logits16, &logits32);
+            assert!(
+                logits_off < 0.03,
+                "{architecture}: logits off by {logits_off}"
+            );
+            let loss_off = relative_distance(&loss16, &loss32);
+            assert!(loss_off < 0.01, "{architecture}: loss off by {loss_off}");
+            // The gradients of the first layers are sums of many terms that cancel, computed
+            // through the bf16 backward of every layer above: measured up to 13% off in L2 on
+            // this random batch, but pointing the same way (cosine above 0.99).
+            for (g16, g32) in grads16.iter().zip(&grads32) {
+                let off = relative_distance(g16, g32);
+                let cosine = (g16 * g32).sum(Kind::Float).double_value(&[])
+                    / (g16.norm().double_value(&[]) * g32.norm().double_value(&[]));
+                assert!(
+                    off < 0.2 && cosine > 0.99,
+                    "{architecture}: a gradient {:?} off by {off} (cosine {cosine})",
+                    g32.size()
+                );
+            }
+            // And the low precision did compute: the results are not fp32's bit for bit.
+            assert!(
+                !logits16.equal(&logits32),
+                "{architecture}: bf16 changed nothing"
+            );
+        }
     }
 }

@@ -9,9 +9,11 @@
 
 pub mod adam;
 pub mod clip;
+pub mod loss_scale;
 pub mod sgd;
 
 pub use adam::Adam;
+pub use loss_scale::LossScale;
 pub use sgd::Sgd;
 
 use crate::choice::Choice;

@@ -64,7 +64,10 @@ pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
         validation: data.validation.as_ref(),
         test: data.test.as_ref(),
     };
-    let model = beginning.model;
+    let mut model = beginning.model;
+    // A resumed run's recorded precision, or the flag's: checked against this device again.
+    plan.options.precision.check(plan.device)?;
+    model.set_precision(plan.options.precision);
     let mut config = new_config(plan.command, &plan.options, plan.device, &model, &data);
     config.parent = beginning.parent.clone();
     config.recipe = plan.recipe;
@@ -244,12 +247,13 @@ fn score_start(
 fn log_start(config: &RunConfig, folder: &RunFolder) {
     let options = &config.options;
     info!(
-        "{}: the {} CNN ({} parameters) on {} with {} thread(s); {} epochs, batch {}, {} lr {} ({} schedule), augment {}, freeze {}, seed {}; {} training and {} validation examples; run folder {}",
+        "{}: the {} CNN ({} parameters) on {} with {} thread(s) in {}; {} epochs, batch {}, {} lr {} ({} schedule), augment {}, freeze {}, seed {}; {} training and {} validation examples; run folder {}",
         config.command,
         config.architecture,
         config.parameters,
         config.device,
         config.threads,
+        options.precision,
         options.epochs,
         options.batch_size,
         options.optimizer,

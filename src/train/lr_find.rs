@@ -6,7 +6,8 @@ use super::options::TrainOptions;
 use super::trainer::{train_step, Batch};
 use crate::data::Split;
 use crate::model::Classifier;
-use crate::optim::Optimizer;
+use crate::optim::{LossScale, Optimizer};
+use crate::precision::Precision;
 use anyhow::{ensure, Result};
 use serde::Serialize;
 use tch::Tensor;
@@ -80,6 +81,8 @@ pub fn find_learning_rate(
         "fewer training images than one batch"
     );
     let mut optimizer = Optimizer::for_model(model, options.optimizer_settings(), range.start);
+    // fp16 needs a loss scale, as in training.
+    let mut loss_scale = (model.precision() == Precision::Fp16).then(LossScale::default);
     let per_epoch = n / options.batch_size;
     let mut order = Tensor::new();
     let (mut average, mut lowest) = (0.0, f64::INFINITY);
@@ -105,6 +108,7 @@ pub fn find_learning_rate(
             batch,
             options.label_smoothing,
             options.clip_grad_norm,
+            loss_scale.as_mut(),
         )
         .loss
         .double_value(&[]);

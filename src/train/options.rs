@@ -4,6 +4,7 @@
 use crate::choice::Choice;
 use crate::nn::{names, Architecture};
 use crate::optim::{self, OptimizerKind};
+use crate::precision::Precision;
 use crate::rule::Rule;
 use crate::schedule::Schedule;
 use anyhow::{ensure, Result};
@@ -237,7 +238,7 @@ impl Recipe {
 }
 
 /// The config.json keys of [`TrainOptions`]: what a settings file may set (`train --config`).
-pub const KEYS: [&str; 21] = [
+pub const KEYS: [&str; 22] = [
     "epochs",
     "batch_size",
     "learning_rate",
@@ -259,6 +260,7 @@ pub const KEYS: [&str; 21] = [
     "clip_grad_norm",
     "plateau_factor",
     "plateau_patience",
+    "precision",
 ];
 
 /// The hyper-parameters of a training run. The defaults are the Keras tutorial's recipe.
@@ -312,6 +314,14 @@ pub struct TrainOptions {
     pub plateau_factor: f64,
     #[serde(default = "default_plateau_patience")]
     pub plateau_patience: usize,
+    /// What the convolutions and linear layers compute in (absent: fp32, as runs made before
+    /// there was a choice).
+    #[serde(default, skip_serializing_if = "is_fp32")]
+    pub precision: Precision,
+}
+
+fn is_fp32(precision: &Precision) -> bool {
+    *precision == Precision::Fp32
 }
 
 fn default_plateau_factor() -> f64 {
@@ -417,6 +427,7 @@ impl Default for TrainOptions {
             clip_grad_norm: None,
             plateau_factor: default_plateau_factor(),
             plateau_patience: default_plateau_patience(),
+            precision: Precision::Fp32,
         }
     }
 }
@@ -545,6 +556,7 @@ mod tests {
             momentum: 0.5,
             nesterov: true,
             clip_grad_norm: Some(1.0),
+            precision: Precision::Bf16,
             ..Default::default()
         };
         let value = serde_json::to_value(every_field).unwrap();

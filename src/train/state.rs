@@ -15,6 +15,7 @@ use super::best::Best;
 use super::options::TrainOptions;
 use super::trainer::{PartialEpoch, Trainer};
 use crate::model::NamedTensor;
+use crate::optim::LossScale;
 use anyhow::{ensure, Context, Result};
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
@@ -150,6 +151,9 @@ impl TrainingState {
     pub(super) fn restore(&self, trainer: &mut Trainer) -> Result<Option<Best>> {
         trainer.model.restore(&self.prefixed(trainer, "model")?);
         trainer.optimizer.load_state(&self.tensors)?;
+        if trainer.loss_scale.is_some() {
+            trainer.loss_scale = Some(LossScale::from_state(&self.tensors)?);
+        }
         if trainer.average.is_some() {
             let shadow = self
                 .prefixed(trainer, "ema")
@@ -206,6 +210,9 @@ pub(super) fn capture(
             .into_iter()
             .map(|(name, tensor)| named(name, tensor)),
     );
+    if let Some(scale) = &trainer.loss_scale {
+        tensors.extend(scale.state().into_iter().map(|(n, t)| named(n, t)));
+    }
     if let Some(average) = &trainer.average {
         for (name, t) in names.iter().zip(average.shadow()) {
             tensors.push(named(format!("ema.{name}"), t.contiguous()));

@@ -14,7 +14,8 @@ use crate::augment::{self, AffineRanges};
 use crate::data::Split;
 use crate::interrupt;
 use crate::model::Classifier;
-use crate::optim::{clip, Optimizer};
+use crate::optim::{clip, LossScale, Optimizer};
+use crate::precision::Precision;
 use crate::schedule::{Plateau, Schedule};
 use crate::{progress, rng};
 use anyhow::{ensure, Result};
@@ -87,6 +88,8 @@ pub struct Trainer<'a> {
     /// The plateau schedule's state (its scale stays 1 under the other schedules).
     pub plateau: Plateau,
     pub steps_per_epoch: usize,
+    /// fp16's dynamic loss scale (`None` in fp32 and bf16, which need none).
+    pub loss_scale: Option<LossScale>,
 }
 
 impl<'a> Trainer<'a> {
@@ -113,6 +116,7 @@ impl<'a> Trainer<'a> {
             clock,
             plateau: Plateau::new(options.plateau_factor, options.plateau_patience),
             steps_per_epoch,
+            loss_scale: (options.precision == Precision::Fp16).then(LossScale::default),
         })
     }
 
@@ -259,6 +263,7 @@ impl<'a> Trainer<'a> {
             Batch { images, labels },
             options.label_smoothing,
             options.clip_grad_norm,
+            self.loss_scale.as_mut(),
         );
         if let Some(average) = self.average.as_mut() {
             average.update(self.model);
@@ -304,20 +309,36 @@ pub struct Step {
     pub grad_norm: Option<Tensor>,
 }
 
-/// One optimisation step on a batch: forward, mean cross-entropy, backward, clipping when asked,
-/// update. The loss stays on the device (reading it back would wait for the device every step).
+/// One optimisation step on a batch: forward, mean cross-entropy, backward (of the loss times
+/// `loss_scale`'s scale, under fp16), clipping when asked, update. Under fp16 a step whose
+/// gradients are not finite is skipped and the scale lowered (see [`LossScale`]). The loss
+/// stays on the device (reading it back would wait for the device every step).
 pub fn train_step(
     model: &Classifier,
     optimizer: &mut Optimizer,
     batch: Batch,
     label_smoothing: f64,
     clip_grad_norm: Option<f64>,
+    loss_scale: Option<&mut LossScale>,
 ) -> Step {
     let loss = model
         .forward(batch.images, true)
         .cross_entropy_loss::<Tensor>(batch.labels, None, Reduction::Mean, -100, label_smoothing);
     optimizer.zero_grad();
-    loss.backward();
+    if let Some(scale) = loss_scale {
+        scale.scale_loss(&loss).backward();
+        let finite = scale.unscale(&optimizer.parameters());
+        scale.update(finite);
+        if !finite {
+            optimizer.zero_grad();
+            return Step {
+                loss,
+                grad_norm: None,
+            };
+        }
+    } else {
+        loss.backward();
+    }
     let grad_norm = clip_grad_norm.map(|max| clip::clip_grad_norm(&optimizer.parameters(), max));
     optimizer.update();
     Step { loss, grad_norm }

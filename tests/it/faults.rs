@@ -2,7 +2,6 @@
 //! loss that stops being finite, and resuming a run bit for bit.
 
 use crate::common::*;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,18 +35,6 @@ fn wait_for_epochs(run: &Path, lines: usize) {
             "no epoch {lines} within two minutes"
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn tensors(path: &Path) -> BTreeMap<String, tch::Tensor> {
-    tch::Tensor::load_multi(path).unwrap().into_iter().collect()
-}
-
-fn assert_same_tensors(a: &Path, b: &Path) {
-    let (a, b) = (tensors(a), tensors(b));
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    for (name, t) in &a {
-        assert!(t.equal(&b[name]), "{name} differs");
     }
 }
 

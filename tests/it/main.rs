@@ -15,6 +15,7 @@ mod interop;
 mod onnx;
 mod optimizers;
 mod pictures;
+mod precision;
 mod report;
 mod selection;
 mod serve;

@@ -2,13 +2,7 @@
 //! over the recipe; a finished run repeated from its config.json is bit-identical.
 
 use crate::common::*;
-use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
-
-fn tensors(path: &Path) -> BTreeMap<String, tch::Tensor> {
-    mnist_cnn::io::checkpoint::read_tensors(path).unwrap()
-}
 
 #[test]
 fn a_runs_config_json_repeats_it_bit_for_bit() {

@@ -288,6 +288,20 @@ pub fn file_names(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The tensors of a checkpoint or resume.ot, by name (read without libtorch's loader).
+pub fn tensors(path: &Path) -> std::collections::BTreeMap<String, tch::Tensor> {
+    mnist_cnn::io::checkpoint::read_tensors(path).unwrap()
+}
+
+/// Two checkpoints hold the same tensors, bit for bit.
+pub fn assert_same_tensors(a: &Path, b: &Path) {
+    let (a, b) = (tensors(a), tensors(b));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, t) in &a {
+        assert!(t.equal(&b[name]), "{name} differs");
+    }
+}
+
 /// [`file_names`], with each TensorBoard event file (named by time, host and process) shown as
 /// `events.out.tfevents.*`, so that a run folder's listing can be compared whole.
 pub fn run_files(dir: &Path) -> Vec<String> {
