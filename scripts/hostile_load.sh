@@ -8,25 +8,14 @@
 #   scripts/hostile_load.sh [MODEL] [SECONDS] [BINARY]   BINARY: another build to compare
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
-ensure_libtorch
-build_release
-ensure_data
-cd "$REPO_ROOT"
 prepare_load_test "${1:-}"
 SECONDS_EACH=${2:-20}
 SERVER_BIN=${3:-$MNIST_CNN_BIN}
 
 trap '[ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null || true' EXIT
 for mode in flood bodies; do
-  ADDRESS_FILE=$(mktemp)
-  "$SERVER_BIN" serve --model "$MODEL" --addr 127.0.0.1:0 >"$ADDRESS_FILE" 2>/dev/null &
-  SERVER=$!
-  for _ in $(seq 100); do [ -s "$ADDRESS_FILE" ] && break; sleep 0.1; done
-  URL=$(head -1 "$ADDRESS_FILE")
+  start_server 2>/dev/null
   log "$mode against $URL ($SERVER_BIN)"
   "$LOAD" --url "$URL" --mode "$mode" --seconds "$SECONDS_EACH" --pid "$SERVER"
-  kill -INT "$SERVER"
-  wait "$SERVER" || true
-  SERVER=
-  rm -f "$ADDRESS_FILE"
+  stop_server
 done

@@ -8,10 +8,6 @@
 #   --recipe fast; BINARY serves instead of this build (to compare builds, alternated)
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
-ensure_libtorch
-build_release
-ensure_data
-cd "$REPO_ROOT"
 prepare_load_test "${1:-}"
 SECONDS_EACH=${2:-60}
 SERVER_BIN=${3:-$MNIST_CNN_BIN}
@@ -19,11 +15,7 @@ SERVER_BIN=${3:-$MNIST_CNN_BIN}
 RESULTS=$(mktemp)
 trap 'rm -f "$RESULTS"; [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null || true' EXIT
 for max_batch in 64 1; do
-  ADDRESS_FILE=$(mktemp)
-  "$SERVER_BIN" serve --model "$MODEL" --addr 127.0.0.1:0 --max-batch "$max_batch" >"$ADDRESS_FILE" &
-  SERVER=$!
-  for _ in $(seq 100); do [ -s "$ADDRESS_FILE" ] && break; sleep 0.1; done
-  URL=$(head -1 "$ADDRESS_FILE")
+  start_server --max-batch "$max_batch"
   for concurrency in 1 32; do
     log "max batch $max_batch, $concurrency client(s), ${SECONDS_EACH} s against $URL"
     "$LOAD" --url "$URL" --concurrency "$concurrency" --seconds "$SECONDS_EACH" \
@@ -31,10 +23,7 @@ for max_batch in 64 1; do
   done
   BATCHES=$(curl -s "$URL/metrics" 2>/dev/null | grep -E '^mnist_cnn_batch_size_(sum|count)' || true)
   [ -n "$BATCHES" ] && log "batches: $(echo "$BATCHES" | tr '\n' ' ')"
-  kill -INT "$SERVER"
-  wait "$SERVER" || true
-  SERVER=
-  rm -f "$ADDRESS_FILE"
+  stop_server
 done
 
 echo

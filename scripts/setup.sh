@@ -86,10 +86,14 @@ ensure_chromium() {
     { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null; }
 }
 
-# The load generator and a model to serve (MODEL if given, else one trained once with
-# --recipe fast into runs/load-test-model): sets LOAD and MODEL. For load_test.sh and
-# hostile_load.sh; call after ensure_data, in $REPO_ROOT.
+# What load_test.sh and hostile_load.sh need: libtorch, this build, the data, the load
+# generator and a model to serve (MODEL if given, else one trained once with --recipe fast into
+# runs/load-test-model); sets LOAD and MODEL and moves to $REPO_ROOT.
 prepare_load_test() {
+  ensure_libtorch
+  build_release
+  ensure_data
+  cd "$REPO_ROOT"
   cargo build --release --locked --example load_test
   LOAD=$REPO_ROOT/target/release/examples/load_test
   MODEL=${1:-}
@@ -101,6 +105,26 @@ prepare_load_test() {
         --overwrite --no-report >/dev/null
     fi
   fi
+}
+
+# Starts `$SERVER_BIN serve --model $MODEL` on a free loopback port with the extra arguments;
+# sets SERVER (its pid) and URL.
+start_server() {
+  local address_file
+  address_file=$(mktemp)
+  "$SERVER_BIN" serve --model "$MODEL" --addr 127.0.0.1:0 "$@" >"$address_file" &
+  SERVER=$!
+  for _ in $(seq 100); do [ -s "$address_file" ] && break; sleep 0.1; done
+  URL=$(head -1 "$address_file")
+  rm -f "$address_file"
+  [ -n "$URL" ] || { log "the server did not print its address"; return 1; }
+}
+
+# Stops the server start_server started (Ctrl-C: it drains its requests first).
+stop_server() {
+  kill -INT "$SERVER"
+  wait "$SERVER" || true
+  SERVER=
 }
 
 ensure_data() {

@@ -81,8 +81,7 @@ pub fn matmul_gflops(device: Device, kind: Kind) -> f64 {
 /// Whether `device` computes bf16 natively: CUDA, or a CPU with AVX512-BF16 or AMX (elsewhere
 /// libtorch converts, and a bf16 figure would measure the conversion).
 pub fn has_native_bf16(device: Device) -> bool {
-    let cpu = crate::machine::CpuFeatures::detect();
-    device.is_cuda() || cpu.avx512_bf16 || cpu.amx_bf16
+    device.is_cuda() || crate::machine::CpuFeatures::detect().has_native_bf16()
 }
 
 /// The ceiling of training at `images_per_second` in `precision` with the tutorial network.

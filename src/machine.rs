@@ -45,6 +45,12 @@ impl CpuFeatures {
         }
     }
 
+    /// Whether the CPU computes bf16 natively (AVX512-BF16 or AMX) rather than converting to
+    /// fp32 around every kernel.
+    pub fn has_native_bf16(&self) -> bool {
+        self.avx512_bf16 || self.amx_bf16
+    }
+
     /// The extensions present, for messages: "AVX2, AVX-512, AVX512-BF16, AMX-BF16".
     pub fn describe(&self) -> String {
         let names = [

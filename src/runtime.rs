@@ -82,10 +82,11 @@ pub fn apply_threads(threads: Option<usize>) -> anyhow::Result<()> {
 }
 
 /// Raises the soft limit on open files towards `wanted` (within the hard limit), so that a
-/// server may hold as many connections as it is told; returns the limit in force.
+/// server may hold as many connections as it is told; returns the limit in force (`None` where
+/// it cannot be read).
 // rlim_t is u64 on Linux, other widths elsewhere: the casts are for those.
 #[allow(clippy::unnecessary_cast)]
-pub fn allow_open_files(wanted: u64) -> u64 {
+pub fn allow_open_files(wanted: u64) -> Option<u64> {
     #[cfg(unix)]
     {
         let mut limit = libc::rlimit {
@@ -95,21 +96,21 @@ pub fn allow_open_files(wanted: u64) -> u64 {
         // SAFETY: getrlimit and setrlimit read and write the struct passed, nothing else.
         unsafe {
             if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-                return 0;
+                return None;
             }
             let current = limit.rlim_cur as u64;
             if current < wanted {
                 limit.rlim_cur = wanted.min(limit.rlim_max as u64) as libc::rlim_t;
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                    return limit.rlim_cur as u64;
+                    return Some(limit.rlim_cur as u64);
                 }
             }
-            current
+            Some(current)
         }
     }
     #[cfg(not(unix))]
     {
-        wanted
+        None
     }
 }
 

@@ -4,12 +4,15 @@
 use super::values;
 use crate::data::dataset::{self, DataSource, DataSpec, HeldOut};
 use crate::device::DeviceChoice;
+use crate::io::RunCommand;
 use crate::optim::OptimizerKind;
 use crate::precision::{Precision, PrecisionRequest};
+use crate::run::{RunPlan, Start};
 use crate::schedule::Schedule;
 use crate::train::{rules, Epochs, TrainOptions};
 use anyhow::Result;
 use std::path::PathBuf;
+use tch::Device;
 
 /// Where a command computes: the --device and --threads flags every computing command takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -204,6 +207,29 @@ impl SessionArgs {
             plateau_factor: self.plateau_factor.unwrap_or(base.plateau_factor),
             plateau_patience: self.plateau_patience.unwrap_or(base.plateau_patience),
             ..base
+        }
+    }
+
+    /// A run of `command` from `start` into --out (replaced with --overwrite), logging for
+    /// TensorBoard unless --no-tensorboard; no recipe recorded.
+    pub fn run_plan(
+        &self,
+        command: RunCommand,
+        start: Start,
+        data: DataSpec,
+        options: TrainOptions,
+        device: Device,
+    ) -> RunPlan {
+        RunPlan {
+            command,
+            recipe: None,
+            start,
+            data,
+            options,
+            out: self.out.clone(),
+            overwrite: self.overwrite,
+            device,
+            tensorboard: !self.no_tensorboard,
         }
     }
 

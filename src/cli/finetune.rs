@@ -9,7 +9,7 @@ use crate::data::dataset::{self, DataKind, DataSource, HeldOut};
 use crate::fsutil;
 use crate::io::run_folder::config_beside;
 use crate::io::RunCommand;
-use crate::run::{self, RunPlan, Start};
+use crate::run::{self, Start};
 use crate::train::{rules, Epochs, Freeze, TrainOptions};
 use anyhow::{ensure, Result};
 use std::path::PathBuf;
@@ -112,17 +112,8 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         precision: session.compute.precision(device)?,
         ..session.train_options(TrainOptions::default(), Some(args.epochs), Some(args.lr))
     };
-    let plan = RunPlan {
-        command: RunCommand::Finetune,
-        recipe: None,
-        start: Start::Checkpoint(args.from.clone()),
-        data,
-        options,
-        out: session.out.clone(),
-        overwrite: session.overwrite,
-        device,
-        tensorboard: !session.no_tensorboard,
-    };
+    let start = Start::Checkpoint(args.from.clone());
+    let plan = session.run_plan(RunCommand::Finetune, start, data, options, device);
     finish_run(run::execute(plan)?, session)
 }
 

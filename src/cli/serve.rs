@@ -119,7 +119,16 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     options.max_connections = args.max_connections;
     options.max_connections_per_client = args.max_connections_per_client;
     options.access = access;
-    runtime::allow_open_files(args.max_connections as u64 + 64);
+    // Each connection holds a descriptor; the model, the log and the listener need a few more.
+    let wanted = args.max_connections as u64 + 64;
+    if let Some(allowed) = runtime::allow_open_files(wanted).filter(|&n| n < wanted) {
+        tracing::warn!(
+            "the open-file limit is {allowed} (its hard limit here), below the {wanted} that \
+             --max-connections {} needs: connections past it will be refused by the system; \
+             raise the hard limit (ulimit -Hn) or lower --max-connections",
+            args.max_connections
+        );
+    }
     serve::run(model, info, options)
 }
 

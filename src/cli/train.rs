@@ -111,16 +111,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         .arch
         .or(file.architecture)
         .unwrap_or(args.recipe.architecture());
+    let start = Start::Fresh(architecture);
     let plan = RunPlan {
-        command: RunCommand::Train,
         recipe: Some(args.recipe),
-        start: Start::Fresh(architecture),
-        data,
-        options,
-        out: session.out.clone(),
-        overwrite: session.overwrite,
-        device,
-        tensorboard: !session.no_tensorboard,
+        ..session.run_plan(RunCommand::Train, start, data, options, device)
     };
     finish_run(run::execute(plan)?, session)
 }

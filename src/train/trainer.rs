@@ -179,9 +179,9 @@ impl<'a> Trainer<'a> {
         let mut window = RateWindow::new(images_seen);
         let seconds = |started: Instant| seconds_before + started.elapsed().as_secs_f64();
         for step in start..steps {
+            let learning_rate = self.learning_rate_at(first_step + step);
             if options.schedule != Schedule::Constant {
-                self.optimizer
-                    .set_lr(self.learning_rate_at(first_step + step));
+                self.optimizer.set_lr(learning_rate);
             }
             let begin = step * options.batch_size;
             let len = options.batch_size.min(n - begin);
@@ -204,7 +204,7 @@ impl<'a> Trainer<'a> {
                     step: first_step + done,
                     epoch,
                     train_loss: loss_sum.double_value(&[]) / images_seen as f64,
-                    learning_rate: self.learning_rate_at(first_step + step),
+                    learning_rate,
                     images_per_second: window.rate(images_seen),
                     grad_norm: norm_sum
                         .as_ref()
@@ -325,9 +325,10 @@ pub fn train_step(
         .forward(batch.images, true)
         .cross_entropy_loss::<Tensor>(batch.labels, None, Reduction::Mean, -100, label_smoothing);
     optimizer.zero_grad();
+    let parameters = optimizer.parameters();
     if let Some(scale) = loss_scale {
         scale.scale_loss(&loss).backward();
-        let finite = scale.unscale(&optimizer.parameters());
+        let finite = scale.unscale(&parameters);
         scale.update(finite);
         if !finite {
             optimizer.zero_grad();
@@ -339,7 +340,7 @@ pub fn train_step(
     } else {
         loss.backward();
     }
-    let grad_norm = clip_grad_norm.map(|max| clip::clip_grad_norm(&optimizer.parameters(), max));
+    let grad_norm = clip_grad_norm.map(|max| clip::clip_grad_norm(&parameters, max));
     optimizer.update();
     Step { loss, grad_norm }
 }

@@ -667,35 +667,11 @@ fn export_writes_each_format_and_names_a_bad_destination() {
     assert_eq!(logits.size(), [2, 10]);
 
     let bad = scratch.path().join("no-such-folder").join("m.npz");
-    let output = mnist_cnn(&[
-        "export",
-        "--model",
-        model.to_str().unwrap(),
-        "--format",
-        "npz",
-        "--out",
-        bad.to_str().unwrap(),
-    ]);
+    let output = try_export(&model, "npz", &bad);
     assert_clean_failure(&output, &["no-such-folder"]);
-    let output = mnist_cnn(&[
-        "export",
-        "--model",
-        model.to_str().unwrap(),
-        "--format",
-        "onnx",
-        "--out",
-        bad.to_str().unwrap(),
-    ]);
+    let output = try_export(&model, "onnx", &bad);
     assert_clean_failure(&output, &["no-such-folder"]);
-    let output = mnist_cnn(&[
-        "export",
-        "--model",
-        model.to_str().unwrap(),
-        "--format",
-        "tflite",
-        "--out",
-        bad.to_str().unwrap(),
-    ]);
+    let output = try_export(&model, "tflite", &bad);
     assert_clean_failure(&output, &["--format"]);
 }
 

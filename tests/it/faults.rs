@@ -258,12 +258,7 @@ fn a_loss_that_stops_being_finite_stops_the_run_with_a_clear_error() {
 const STEPS_PER_EPOCH: usize = 40;
 
 fn step_run_args(data: &Path, out: &Path, arch: &str, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
+    let run = [
         "--arch",
         arch,
         "--epochs",
@@ -273,16 +268,8 @@ fn step_run_args(data: &Path, out: &Path, arch: &str, extra: &[&str]) -> Vec<Str
         "--augment",
         "--seed",
         "11",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--no-report",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(extra.iter().map(|a| a.to_string()));
-    args
+    ];
+    cpu_train_args(data, out, &[&run, extra].concat())
 }
 
 /// Runs the tool with `MNIST_CNN_SIGNAL_AT_STEP` set to `signal_at` (the real signal, sent by

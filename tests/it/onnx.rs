@@ -177,15 +177,7 @@ fn onnx_export_errors_leave_no_file() {
     let bytes = std::fs::read(&model).unwrap();
     std::fs::write(&damaged, &bytes[..bytes.len() / 2]).unwrap();
     let out = scratch.path().join("damaged.onnx");
-    let failed = mnist_cnn(&[
-        "export",
-        "--model",
-        damaged.to_str().unwrap(),
-        "--format",
-        "onnx",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let failed = try_export(&damaged, "onnx", &out);
     assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
     assert!(
         stderr(&failed).contains("damaged.ot"),
@@ -197,15 +189,7 @@ fn onnx_export_errors_leave_no_file() {
     let blocker = scratch.path().join("a-file");
     std::fs::write(&blocker, b"not a folder").unwrap();
     let inside = blocker.join("model.onnx");
-    let failed = mnist_cnn(&[
-        "export",
-        "--model",
-        model.to_str().unwrap(),
-        "--format",
-        "onnx",
-        "--out",
-        inside.to_str().unwrap(),
-    ]);
+    let failed = try_export(&model, "onnx", &inside);
     assert_eq!(failed.status.code(), Some(1));
     assert!(stderr(&failed).contains("--out"), "{}", stderr(&failed));
     let leftovers: Vec<_> = std::fs::read_dir(scratch.path())

@@ -5,33 +5,25 @@
 use crate::common::*;
 use std::path::Path;
 
-/// A bf16 run on generated data: 3 epochs of 20 steps, with augmentation and clipping.
-fn bf16_run_args(data: &Path, out: &Path) -> Vec<String> {
-    [
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--precision",
-        "bf16",
-        "--limit",
-        "320",
-        "--epochs",
-        "3",
-        "--batch-size",
-        "16",
-        "--augment",
-        "--clip-grad-norm",
-        "1",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--no-report",
-    ]
-    .map(String::from)
-    .to_vec()
+/// A run in `precision` on generated data: 3 epochs of 20 steps, with augmentation and clipping.
+fn small_run_args(data: &Path, out: &Path, precision: &str) -> Vec<String> {
+    cpu_train_args(
+        data,
+        out,
+        &[
+            "--precision",
+            precision,
+            "--limit",
+            "320",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "16",
+            "--augment",
+            "--clip-grad-norm",
+            "1",
+        ],
+    )
 }
 
 #[test]
@@ -42,7 +34,7 @@ fn bf16_training_resumes_bit_identical_and_saves_fp32_weights() {
     let whole = runs.path().join("whole");
     assert_success(
         &tool()
-            .args(bf16_run_args(data.path(), &whole))
+            .args(small_run_args(data.path(), &whole, "bf16"))
             .output()
             .unwrap(),
     );
@@ -55,7 +47,7 @@ fn bf16_training_resumes_bit_identical_and_saves_fp32_weights() {
     let cut = runs.path().join("cut");
     let stopped = tool()
         .env(mnist_cnn::interrupt::SIGNAL_AT_STEP_VARIABLE, "27")
-        .args(bf16_run_args(data.path(), &cut))
+        .args(small_run_args(data.path(), &cut, "bf16"))
         .output()
         .unwrap();
     assert!(!stopped.status.success());
@@ -70,10 +62,12 @@ fn bf16_training_resumes_bit_identical_and_saves_fp32_weights() {
 
     // The same run in fp32 differs: bf16 did compute in bf16.
     let fp32 = runs.path().join("fp32");
-    let mut args = bf16_run_args(data.path(), &fp32);
-    let at = args.iter().position(|a| a == "bf16").unwrap();
-    args[at] = "fp32".to_owned();
-    assert_success(&tool().args(&args).output().unwrap());
+    assert_success(
+        &tool()
+            .args(small_run_args(data.path(), &fp32, "fp32"))
+            .output()
+            .unwrap(),
+    );
     assert!(read_json(&fp32.join("config.json"))
         .get("precision")
         .is_none());

@@ -330,3 +330,49 @@ fn an_api_key_is_enforced_and_required_off_loopback() {
         stderr(&missing)
     );
 }
+
+/// Under an open-file limit below what --max-connections needs, `serve` still starts, and says
+/// so at once, naming the limit and the flag (rather than refusing connections unexplained
+/// later).
+#[test]
+fn serve_warns_when_the_open_file_limit_is_below_max_connections() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let scratch = tempfile::tempdir().unwrap();
+    let model = scratch.path().join("model.ot");
+    save_fresh_model(&model);
+    let mut command = tool();
+    command
+        .args(["serve", "--model", model.to_str().unwrap()])
+        .args(["--addr", "127.0.0.1:0", "--device", "cpu"])
+        .args(["--max-connections", "1024"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec the child only calls setrlimit, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 256,
+            };
+            match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let mut address = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut address)
+        .unwrap();
+    assert!(address.starts_with("http://"), "{address:?}");
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("open-file limit is 256") && log.contains("--max-connections 1024"),
+        "{log}"
+    );
+}

@@ -183,12 +183,7 @@ fn a_runs_log_holds_every_metric_step_picture_and_hyper_parameter() {
 
 /// `train` on generated data: 320 digits in batches of 16 are 20 steps an epoch, 3 epochs.
 fn small_run(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
+    let run = [
         "--limit",
         "320",
         "--epochs",
@@ -197,16 +192,8 @@ fn small_run(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
         "16",
         "--clip-grad-norm",
         "1",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--no-report",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
+    ];
+    cpu_train_args(data, out, &[&run, extra].concat())
 }
 
 /// The log's scalars without those that measure time.

@@ -165,15 +165,7 @@ fn outputs_never_replace_inputs() {
     let model = base.run.join("model.ot");
     let before = fs::read(&model).unwrap();
     let same = base.run.join(".").join("model.ot");
-    let export = mnist_cnn(&[
-        "export",
-        "--model",
-        model.to_str().unwrap(),
-        "--format",
-        "npz",
-        "--out",
-        same.to_str().unwrap(),
-    ]);
+    let export = try_export(&model, "npz", &same);
     assert_clean_failure(&export, &["--out", "an input"]);
     let picture = base.scratch.path().join("digit.png");
     fs::write(&picture, png_with_header(28, 28)).unwrap();

@@ -182,9 +182,9 @@ pub fn save_fresh_model(path: &Path) {
     mnist_cnn::io::checkpoint::save(&model, path).unwrap();
 }
 
-/// `mnist-cnn export --model MODEL --format FORMAT --out OUT`, which must succeed.
-pub fn export(model: &Path, format: &str, out: &Path) {
-    assert_success(&mnist_cnn(&[
+/// `mnist-cnn export --model MODEL --format FORMAT --out OUT`, whatever its outcome.
+pub fn try_export(model: &Path, format: &str, out: &Path) -> Output {
+    mnist_cnn(&[
         "export",
         "--model",
         model.to_str().unwrap(),
@@ -192,7 +192,30 @@ pub fn export(model: &Path, format: &str, out: &Path) {
         format,
         "--out",
         out.to_str().unwrap(),
-    ]));
+    ])
+}
+
+/// `mnist-cnn export --model MODEL --format FORMAT --out OUT`, which must succeed.
+pub fn export(model: &Path, format: &str, out: &Path) {
+    assert_success(&try_export(model, format, out));
+}
+
+/// Arguments of `train` on the data in `data` into `out`, on the CPU with one thread and no
+/// report, then `extra`.
+pub fn cpu_train_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let base = [
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--no-report",
+    ];
+    base.iter().chain(extra).map(|a| a.to_string()).collect()
 }
 
 /// Trains on a small generated dataset: one epoch, batch 16, CPU, one thread, unless `extra`
