@@ -7,23 +7,7 @@ use std::path::Path;
 
 /// A run in `precision` on generated data: 3 epochs of 20 steps, with augmentation and clipping.
 fn small_run_args(data: &Path, out: &Path, precision: &str) -> Vec<String> {
-    cpu_train_args(
-        data,
-        out,
-        &[
-            "--precision",
-            precision,
-            "--limit",
-            "320",
-            "--epochs",
-            "3",
-            "--batch-size",
-            "16",
-            "--augment",
-            "--clip-grad-norm",
-            "1",
-        ],
-    )
+    small_run(data, out, &["--precision", precision, "--augment"])
 }
 
 #[test]

@@ -181,21 +181,6 @@ fn a_runs_log_holds_every_metric_step_picture_and_hyper_parameter() {
     assert_eq!(log["status"], "STATUS_SUCCESS");
 }
 
-/// `train` on generated data: 320 digits in batches of 16 are 20 steps an epoch, 3 epochs.
-fn small_run(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let run = [
-        "--limit",
-        "320",
-        "--epochs",
-        "3",
-        "--batch-size",
-        "16",
-        "--clip-grad-norm",
-        "1",
-    ];
-    cpu_train_args(data, out, &[&run, extra].concat())
-}
-
 /// The log's scalars without those that measure time.
 fn timeless(log: &Value) -> serde_json::Map<String, Value> {
     let mut scalars = log["scalars"].as_object().unwrap().clone();

@@ -218,6 +218,22 @@ pub fn cpu_train_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
     base.iter().chain(extra).map(|a| a.to_string()).collect()
 }
 
+/// `train` arguments for a run on generated data: 320 digits in batches of 16 are 20 steps an
+/// epoch, 3 epochs, with clipping; then `extra`.
+pub fn small_run(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let run = [
+        "--limit",
+        "320",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--clip-grad-norm",
+        "1",
+    ];
+    cpu_train_args(data, out, &[&run, extra].concat())
+}
+
 /// Trains on a small generated dataset: one epoch, batch 16, CPU, one thread, unless `extra`
 /// sets those flags itself.
 pub fn train_small(data: &Path, out: &Path, extra: &[&str]) -> Output {
