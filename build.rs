@@ -5,8 +5,8 @@
 //! LD_LIBRARY_PATH, (2) force-link libtorch_cuda when it exists — nothing references its
 //! symbols directly, so `--as-needed` would drop it and CUDA would silently be unavailable —
 //! (3) record the libtorch and tch versions for `mnist-cnn info` and config.json, and (4)
-//! compile `src/autocast_shim.cpp`, the two autocast calls tch does not bind (autocast on the
-//! CPU, and its dtype), against the headers of that libtorch.
+//! compile `src/torch_shim.cpp`, the libtorch calls tch does not bind (autocast on the CPU and
+//! its dtype, deterministic computation), against the headers of that libtorch.
 
 use std::env;
 use std::fs;
@@ -20,7 +20,7 @@ fn main() {
         Ok(lib_dir) => {
             let lib_dir = Path::new(&lib_dir);
             link_libtorch(lib_dir);
-            build_autocast_shim(lib_dir);
+            build_torch_shim(lib_dir);
             libtorch_version(lib_dir).unwrap_or_else(|| "unknown".to_owned())
         }
         Err(_) => {
@@ -43,8 +43,8 @@ fn link_libtorch(lib_dir: &Path) {
 }
 
 /// A PyTorch wheel and a standalone libtorch both keep the headers in `include/` beside `lib/`.
-fn build_autocast_shim(lib_dir: &Path) {
-    let shim = "src/autocast_shim.cpp";
+fn build_torch_shim(lib_dir: &Path) {
+    let shim = "src/torch_shim.cpp";
     println!("cargo:rerun-if-changed={shim}");
     let root = lib_dir
         .parent()
@@ -61,7 +61,7 @@ fn build_autocast_shim(lib_dir: &Path) {
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .warnings(false)
-        .compile("mnist_cnn_autocast");
+        .compile("mnist_cnn_torch_shim");
     // After the static library, so that the linker resolves its calls into libtorch.
     println!("cargo:rustc-link-search=native={}", lib_dir.display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");

@@ -67,6 +67,18 @@ impl DeviceChoice {
     }
 }
 
+impl From<Device> for DeviceChoice {
+    /// The choice that names exactly `device` (a device other than the CPU and CUDA, which
+    /// this tool never computes on, becomes auto).
+    fn from(device: Device) -> Self {
+        match device {
+            Device::Cpu => Self::Cpu,
+            Device::Cuda(index) => Self::Cuda(index),
+            _ => Self::Auto,
+        }
+    }
+}
+
 /// A device as users write it and `config.json` records it: `cpu`, `cuda:0`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceName(pub Device);

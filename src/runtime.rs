@@ -148,3 +148,53 @@ pub fn keep_freed_memory() -> bool {
         false
     }
 }
+
+/// The environment variable cuBLAS reads for its workspace, and the setting its deterministic
+/// mode needs (a fixed workspace per stream, as PyTorch's reproducibility notes say).
+pub const CUBLAS_WORKSPACE_VARIABLE: &str = "CUBLAS_WORKSPACE_CONFIG";
+const CUBLAS_DETERMINISTIC_WORKSPACES: [&str; 2] = [":4096:8", ":16:8"];
+
+extern "C" {
+    fn mnist_cnn_set_deterministic(on: i32, warn_only: i32) -> i32;
+    fn mnist_cnn_is_deterministic() -> i32;
+}
+
+/// `--deterministic` on `device`, called before the run's first CUDA operation: on CUDA, the
+/// fixed cuBLAS workspace, cuDNN's deterministic algorithms without its benchmark search, and
+/// libtorch's deterministic algorithms (in warn-only mode: an operation without a deterministic
+/// CUDA kernel warns on stderr rather than stopping the run). The CPU computes
+/// deterministically already, so nothing changes there.
+pub fn make_deterministic(device: tch::Device) -> anyhow::Result<()> {
+    if !device.is_cuda() {
+        tracing::debug!("--deterministic: the CPU is deterministic already");
+        return Ok(());
+    }
+    match std::env::var(CUBLAS_WORKSPACE_VARIABLE) {
+        Ok(value) if CUBLAS_DETERMINISTIC_WORKSPACES.contains(&value.as_str()) => {}
+        other => {
+            if let Ok(value) = other {
+                tracing::warn!(
+                    "--deterministic: {CUBLAS_WORKSPACE_VARIABLE}={value} is not deterministic; \
+                     using {}",
+                    CUBLAS_DETERMINISTIC_WORKSPACES[0]
+                );
+            }
+            // Before cuBLAS makes its first handle, which reads the variable.
+            std::env::set_var(
+                CUBLAS_WORKSPACE_VARIABLE,
+                CUBLAS_DETERMINISTIC_WORKSPACES[0],
+            );
+        }
+    }
+    // SAFETY: integers in and out; the shim catches every C++ exception.
+    let status = unsafe { mnist_cnn_set_deterministic(1, 1) };
+    anyhow::ensure!(status == 0, "libtorch refused deterministic mode");
+    Ok(())
+}
+
+/// Whether libtorch's deterministic algorithms and cuDNN's deterministic mode are on (and
+/// cuDNN's benchmark search off).
+pub fn is_deterministic() -> bool {
+    // SAFETY: reads three flags of libtorch's global context.
+    unsafe { mnist_cnn_is_deterministic() == 1 }
+}

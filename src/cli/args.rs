@@ -17,9 +17,10 @@ use tch::Device;
 /// Where a command computes: the --device and --threads flags every computing command takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeviceArgs {
-    /// auto (CUDA when available), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
+    /// auto (CUDA when available), cpu, cuda or cuda:N [default: auto; for --resume, the
+    /// device the run was trained on].
+    #[arg(long)]
+    pub device: Option<DeviceChoice>,
 
     /// libtorch intra-op threads, up to four per CPU (default: libtorch's choice, one per
     /// core).
@@ -27,9 +28,9 @@ pub struct DeviceArgs {
     pub threads: Option<usize>,
 
     /// What the convolutions and linear layers compute in: fp32, bf16 (mixed precision, as
-    /// autocast), fp16 (CUDA only, with a dynamic loss scale) or auto (bf16 where the
-    /// hardware has it: AMX, or CUDA compute capability 8.0+) [default: fp32, or a resumed
-    /// run's].
+    /// autocast), fp16 (CUDA only, with a dynamic loss scale) or auto (bf16 where it was
+    /// measured to pay: CPUs with AMX; fp32 elsewhere, CUDA included) [default: fp32, or a
+    /// resumed run's].
     #[arg(long, value_parser = values::choice::<PrecisionRequest>())]
     pub precision: Option<PrecisionRequest>,
 }
@@ -48,10 +49,16 @@ impl DeviceArgs {
             .resolve(device)
     }
 
-    /// Applies the thread setting and resolves the device on this machine.
+    /// Applies the thread setting and resolves the device on this machine (--device, else
+    /// auto).
     pub fn resolve(&self) -> Result<tch::Device> {
+        self.resolve_or(DeviceChoice::Auto)
+    }
+
+    /// As [`DeviceArgs::resolve`], with `default` when --device is not given.
+    pub fn resolve_or(&self, default: DeviceChoice) -> Result<tch::Device> {
         crate::runtime::apply_threads(self.threads)?;
-        let device = self.device.resolve()?;
+        let device = self.device.unwrap_or(default).resolve()?;
         if device.is_cuda() {
             // The shapes never change within a run, so cuDNN's one-off search for the fastest
             // convolution algorithm pays for itself.
@@ -152,6 +159,13 @@ pub struct SessionArgs {
     #[arg(long, value_name = "X", value_parser = values::number(rules::CLIP_GRAD_NORM))]
     pub clip_grad_norm: Option<f64>,
 
+    /// Deterministic kernels on CUDA (cuDNN deterministic with its benchmark search off,
+    /// libtorch's deterministic algorithms, CUBLAS_WORKSPACE_CONFIG=:4096:8): the same seed then
+    /// gives bit-identical weights on the same GPU, at some cost in speed. Recorded in
+    /// config.json and kept on --resume. The CPU is deterministic without it.
+    #[arg(long)]
+    pub deterministic: bool,
+
     /// Also save the training state (resume.ot) every N steps within an epoch, so that a kill
     /// -9 or a power cut loses at most N steps (Ctrl-C and SIGTERM always save the current
     /// step). Saving does not change the results.
@@ -206,6 +220,7 @@ impl SessionArgs {
             clip_grad_norm: self.clip_grad_norm.or(base.clip_grad_norm),
             plateau_factor: self.plateau_factor.unwrap_or(base.plateau_factor),
             plateau_patience: self.plateau_patience.unwrap_or(base.plateau_patience),
+            deterministic: self.deterministic || base.deterministic,
             ..base
         }
     }
@@ -277,5 +292,6 @@ impl SessionArgs {
             || self.plateau_patience.is_some()
             || self.seed.is_some()
             || self.data.is_some()
+            || self.deterministic
     }
 }

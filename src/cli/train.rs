@@ -1,11 +1,12 @@
 //! `mnist-cnn train`: train a network (the tutorial CNN by default) from scratch and leave a run
 //! folder behind; or continue one with `--resume`.
 
-use super::args::SessionArgs;
+use super::args::{DeviceArgs, SessionArgs};
 use super::output::finish_run;
 use super::values;
 use crate::choice::Choice;
 use crate::data::dataset::{self, DataSource};
+use crate::device::{DeviceChoice, DeviceName};
 use crate::io::settings_file::SettingsFile;
 use crate::io::RunCommand;
 use crate::nn::Architecture;
@@ -15,6 +16,8 @@ use crate::schedule::Schedule;
 use crate::train::{rules, Epochs, Recipe};
 use anyhow::{anyhow, bail, ensure, Result};
 use std::path::{Path, PathBuf};
+use tch::Device;
+use tracing::warn;
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -151,7 +154,7 @@ fn resume(dir: &Path, args: &TrainArgs) -> Result<()> {
         })?;
         compute.threads = Some(threads);
     }
-    let device = compute.resolve()?;
+    let device = resume_device(&compute, &resumable)?;
     let changes = ResumeChanges {
         epochs: args.epochs,
         checkpoint_every_steps: args.session.checkpoint_every_steps,
@@ -159,4 +162,37 @@ fn resume(dir: &Path, args: &TrainArgs) -> Result<()> {
     let mut plan = resumable.plan(changes, device)?;
     plan.tensorboard = !args.session.no_tensorboard;
     finish_run(run::execute(plan)?, &args.session)
+}
+
+/// The device a resumed run continues on: --device when given, else the one it was trained on,
+/// which must be on this machine. Moving between devices is allowed, and said.
+fn resume_device(compute: &DeviceArgs, resumable: &Resumable) -> Result<Device> {
+    let recorded = resumable.config.device.0;
+    let config_path = resumable.folder.config_path();
+    if compute.device.is_none() {
+        if let Device::Cuda(index) = recorded {
+            let count = tch::Cuda::device_count();
+            ensure!(
+                (index as i64) < count,
+                "--resume {}: the run was trained on {} ({}: device), which this machine does                  not have ({}); pass --device cpu to continue it on the CPU (its state moves                  over whole, but the results are not bit-identical to an uninterrupted run)",
+                resumable.folder.path().display(),
+                DeviceName(recorded),
+                config_path.display(),
+                match count {
+                    0 => "libtorch sees no GPU".to_owned(),
+                    n => format!("it has {n} CUDA device(s), numbered from 0"),
+                }
+            );
+        }
+    }
+    let device = compute.resolve_or(DeviceChoice::from(recorded))?;
+    if device != recorded {
+        warn!(
+            "continuing a run trained on {} on {}: the weights, optimizer state, loss scale and              weight average move over, but the results are not bit-identical to an              uninterrupted run on {}",
+            DeviceName(recorded),
+            DeviceName(device),
+            DeviceName(recorded)
+        );
+    }
+    Ok(device)
 }

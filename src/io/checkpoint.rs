@@ -49,14 +49,12 @@ pub fn load_ensemble(
 /// Saves the model's weights atomically; the format follows the extension (`.safetensors`,
 /// else libtorch's `.ot`).
 pub fn save(model: &Classifier, path: &Path) -> Result<()> {
-    // Contiguous copies: the kernels are stored channels-last, and safetensors writes a
-    // tensor's storage as it lies.
     let tensors: Vec<NamedTensor> = model
         .variables()
         .into_iter()
         .map(|v| NamedTensor {
             name: v.name,
-            tensor: v.tensor.detach().contiguous(),
+            tensor: for_writing(&v.tensor),
         })
         .collect();
     if is_safetensors(path) {
@@ -69,13 +67,25 @@ pub fn save(model: &Classifier, path: &Path) -> Result<()> {
     }
 }
 
-/// Saves named tensors atomically in libtorch's format (`resume.ot`, `model.ot`).
+/// Saves named tensors atomically in libtorch's format (`resume.ot`, `model.ot`), from the CPU
+/// whatever device they are on (see [`for_writing`]).
 pub fn save_tensors(tensors: &[NamedTensor], path: &Path) -> Result<()> {
+    let on_cpu: Vec<Tensor> = tensors.iter().map(|t| for_writing(&t.tensor)).collect();
     let named: Vec<(&str, &Tensor)> = tensors
         .iter()
-        .map(|t| (t.name.as_str(), &t.tensor))
+        .zip(&on_cpu)
+        .map(|(t, cpu)| (t.name.as_str(), cpu))
         .collect();
     fsutil::save_atomically(path, |temp| Ok(Tensor::save_multi(&named, temp)?))
+}
+
+/// A tensor as every writer stores it: detached, on the CPU and contiguous. libtorch tags a
+/// storage with the device it lives on, so a model saved from a GPU as it is would say `cuda:0`,
+/// and plain `torch.load` or `torch.jit.load` on a machine without one would refuse it. The
+/// kernels are kept channels-last, and safetensors writes a tensor's storage as it lies, hence
+/// contiguous.
+pub fn for_writing(tensor: &Tensor) -> Tensor {
+    tensor.detach().to_device(Device::Cpu).contiguous()
 }
 
 /// The largest checkpoint file read (a vgg-256 training state is about 400 MB).
@@ -244,6 +254,45 @@ mod tests {
         for (name, t) in &a {
             assert!(t.equal(&b[name]), "{name} differs");
         }
+    }
+
+    /// Every storage a writer emits is tagged `cpu`, whatever device the model is on (on a
+    /// machine with CUDA the model is put there first, so this checks the move itself).
+    #[test]
+    fn writers_emit_only_cpu_storages() {
+        let device = Device::cuda_if_available();
+        let dir = tempfile::tempdir().unwrap();
+        let model = Classifier::new(Architecture::Vgg { width: 4 }, device);
+        let model_path = dir.path().join("model.ot");
+        save(&model, &model_path).unwrap();
+        let state: Vec<NamedTensor> = model
+            .variables()
+            .into_iter()
+            .map(|v| NamedTensor {
+                name: format!("model.{}", v.name),
+                tensor: v.tensor.shallow_clone(),
+            })
+            .chain([NamedTensor {
+                name: "adam.step".to_owned(),
+                tensor: Tensor::from(3i64).to_device(device),
+            }])
+            .collect();
+        let state_path = dir.path().join("resume.ot");
+        save_tensors(&state, &state_path).unwrap();
+        for path in [&model_path, &state_path] {
+            let file = std::fs::File::open(path).unwrap();
+            let locations = ot::storage_locations(file, ot::ArchiveLimits::default()).unwrap();
+            assert_eq!(
+                locations.into_iter().collect::<Vec<_>>(),
+                [ot::StorageLocation::Cpu],
+                "{}",
+                path.display()
+            );
+        }
+        let moved = for_writing(&Tensor::ones([2, 3], (Kind::Float, device)).transpose(0, 1));
+        assert_eq!(moved.device(), Device::Cpu);
+        assert!(moved.is_contiguous());
+        assert!(!moved.requires_grad());
     }
 
     #[test]

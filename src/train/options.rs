@@ -238,7 +238,7 @@ impl Recipe {
 }
 
 /// The config.json keys of [`TrainOptions`]: what a settings file may set (`train --config`).
-pub const KEYS: [&str; 22] = [
+pub const KEYS: [&str; 23] = [
     "epochs",
     "batch_size",
     "learning_rate",
@@ -261,6 +261,7 @@ pub const KEYS: [&str; 22] = [
     "plateau_factor",
     "plateau_patience",
     "precision",
+    "deterministic",
 ];
 
 /// The hyper-parameters of a training run. The defaults are the Keras tutorial's recipe.
@@ -318,6 +319,11 @@ pub struct TrainOptions {
     /// there was a choice).
     #[serde(default, skip_serializing_if = "is_fp32")]
     pub precision: Precision,
+    /// Deterministic kernels on CUDA (cuDNN's deterministic mode, libtorch's deterministic
+    /// algorithms, a fixed cuBLAS workspace), so that the same seed gives the same weights on
+    /// the same GPU; the CPU is deterministic already (absent: off).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deterministic: bool,
 }
 
 fn is_fp32(precision: &Precision) -> bool {
@@ -428,6 +434,7 @@ impl Default for TrainOptions {
             plateau_factor: default_plateau_factor(),
             plateau_patience: default_plateau_patience(),
             precision: Precision::Fp32,
+            deterministic: false,
         }
     }
 }
@@ -557,6 +564,7 @@ mod tests {
             nesterov: true,
             clip_grad_norm: Some(1.0),
             precision: Precision::Bf16,
+            deterministic: true,
             ..Default::default()
         };
         let value = serde_json::to_value(every_field).unwrap();

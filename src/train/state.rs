@@ -98,7 +98,7 @@ impl TrainingState {
 
     /// Where the next epoch (`epoch`) stopped, when the state was saved within it; `steps` is
     /// the number of steps that epoch has.
-    pub(super) fn partial(
+    pub fn partial(
         &self,
         epoch: usize,
         steps: usize,
@@ -148,7 +148,7 @@ impl TrainingState {
 
     /// Puts the state back into the trainer (weights, optimizer, average); returns the best
     /// epoch it had chosen, if it had completed one.
-    pub(super) fn restore(&self, trainer: &mut Trainer) -> Result<Option<Best>> {
+    pub fn restore(&self, trainer: &mut Trainer) -> Result<Option<Best>> {
         trainer.model.restore(&self.prefixed(trainer, "model")?);
         trainer.optimizer.load_state(&self.tensors)?;
         if trainer.loss_scale.is_some() {
@@ -178,7 +178,7 @@ impl TrainingState {
 
 /// The state after `epoch` completed epochs, and `partial`'s steps into the next one, to write
 /// as `resume.ot`.
-pub(super) fn capture(
+pub fn capture(
     epoch: usize,
     trainer: &Trainer,
     best: Option<&Best>,

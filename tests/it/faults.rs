@@ -448,3 +448,42 @@ fn each_optimizer_and_clipping_resume_bit_identical_at_any_step() {
         "the rate never fell: {rates:?}"
     );
 }
+
+/// --deterministic is recorded in config.json and kept on --resume; on the CPU, which is
+/// deterministic already, it changes nothing: a run with it, interrupted and resumed, ends
+/// bit-identical to one without it.
+#[test]
+fn deterministic_is_recorded_kept_on_resume_and_changes_nothing_on_the_cpu() {
+    let data = tempfile::tempdir().unwrap();
+    write_small_mnist(data.path(), 640, 50);
+    let runs = tempfile::tempdir().unwrap();
+    let (plain, deterministic) = (runs.path().join("plain"), runs.path().join("det"));
+    assert_success(
+        &tool()
+            .args(step_run_args(data.path(), &plain, "tutorial", &[]))
+            .output()
+            .unwrap(),
+    );
+    assert!(read_json(&plain.join("config.json"))
+        .get("deterministic")
+        .is_none());
+    let stopped = run_signalled(
+        &step_run_args(
+            data.path(),
+            &deterministic,
+            "tutorial",
+            &["--deterministic"],
+        ),
+        &(STEPS_PER_EPOCH + 3).to_string(),
+    );
+    assert_eq!(stopped.status.code(), Some(130), "{}", stderr(&stopped));
+    assert_eq!(
+        read_json(&deterministic.join("config.json"))["deterministic"],
+        true
+    );
+    assert_success(&tool().args(resume_args(&deterministic)).output().unwrap());
+    let config = read_json(&deterministic.join("config.json"));
+    assert_eq!(config["deterministic"], true);
+    assert_eq!(config["status"], "completed");
+    assert_same_run(&plain, &deterministic);
+}

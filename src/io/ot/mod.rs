@@ -15,9 +15,10 @@ pub mod tensors;
 pub mod value;
 
 use anyhow::{bail, ensure, Context, Result};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek};
 use tch::Tensor;
+pub use value::StorageLocation;
 use zip::{CompressionMethod, ZipArchive};
 
 /// What a checkpoint may hold at most.
@@ -39,9 +40,15 @@ impl Default for ArchiveLimits {
     }
 }
 
-/// The named tensors of an `.ot` archive read from `source`; names as tch gives them
-/// (`conv1.weight`: the file stores `conv1|weight`).
-pub fn read<R: Read + Seek>(source: R, limits: ArchiveLimits) -> Result<BTreeMap<String, Tensor>> {
+/// An archive opened and its pickle read: what every storage and tensor is, before any
+/// storage is read.
+struct Described<R> {
+    archive: ZipArchive<R>,
+    root: String,
+    specs: Vec<(String, value::TensorSpec)>,
+}
+
+fn describe<R: Read + Seek>(source: R, limits: ArchiveLimits) -> Result<Described<R>> {
     let mut archive = ZipArchive::new(source).context("not a zip archive")?;
     ensure!(
         archive.len() <= limits.entries,
@@ -57,6 +64,36 @@ pub fn read<R: Read + Seek>(source: R, limits: ArchiveLimits) -> Result<BTreeMap
         limits.pickle_bytes,
     )?;
     let specs = pickle::read(&pickle).context("data.pkl")?;
+    Ok(Described {
+        archive,
+        root,
+        specs,
+    })
+}
+
+/// The device tags of the archive's storages (what a writer on a GPU would leave behind:
+/// `cuda:0`), without reading the storages.
+pub fn storage_locations<R: Read + Seek>(
+    source: R,
+    limits: ArchiveLimits,
+) -> Result<BTreeSet<StorageLocation>> {
+    let described = describe(source, limits)?;
+    Ok(described
+        .specs
+        .iter()
+        .map(|(_, spec)| spec.storage.location)
+        .collect())
+}
+
+/// The named tensors of an `.ot` archive read from `source`, on the CPU whatever device their
+/// storages are tagged with; names as tch gives them (`conv1.weight`: the file stores
+/// `conv1|weight`).
+pub fn read<R: Read + Seek>(source: R, limits: ArchiveLimits) -> Result<BTreeMap<String, Tensor>> {
+    let Described {
+        mut archive,
+        root,
+        specs,
+    } = describe(source, limits)?;
     let mut budget = limits.storage_bytes;
     let mut storages: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut tensors = BTreeMap::new();

@@ -2,7 +2,7 @@
 //! `_rebuild_tensor_v2`, and the module's named tensors at the end. Each is checked, and none is
 //! called: all of them are plain data.
 
-use super::value::{Global, StorageRef, TensorSpec, Value, MAX_RANK};
+use super::value::{Global, StorageLocation, StorageRef, TensorSpec, Value, MAX_RANK};
 use anyhow::{bail, ensure, Context, Result};
 use std::rc::Rc;
 
@@ -98,15 +98,26 @@ pub fn persistent_storage(id: &Value) -> Result<StorageRef> {
         !key.is_empty() && key.len() <= 20 && key.bytes().all(|b| b.is_ascii_digit()),
         "a storage's key must be a number"
     );
-    ensure!(
-        matches!(&*parts[3], Value::Str(location) if location == "cpu"),
-        "a storage must be on the cpu"
-    );
+    let location = storage_location(&parts[3])?;
     let numel = u64::try_from(int(&parts[4])?).context("a storage's size is negative")?;
     Ok(StorageRef {
         key: key.clone(),
         kind: *kind,
         numel,
+        location,
+    })
+}
+
+/// A storage's device tag: `cpu`, `cuda` or `cuda:N`, as tch and PyTorch write them (a model
+/// saved on a GPU tags its storages `cuda:0`). Any other tag is refused by name, cut short.
+fn storage_location(tag: &Value) -> Result<StorageLocation> {
+    let Value::Str(tag) = tag else {
+        bail!("a storage's location must be a string");
+    };
+    StorageLocation::parse(tag).with_context(|| {
+        let shown: String = tag.chars().take(40).collect();
+        let cut = if shown.len() < tag.len() { "…" } else { "" };
+        format!("a storage's location {shown:?}{cut} is not cpu, cuda or cuda:N")
     })
 }
 
@@ -127,4 +138,71 @@ pub fn module_tensors(result: &Value) -> Result<Vec<(String, TensorSpec)>> {
             Ok((name.clone(), spec.clone()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage_id(location: &str) -> Value {
+        let part = |v: Value| Rc::new(v);
+        Value::Tuple(vec![
+            part(Value::Str("storage".to_owned())),
+            part(Value::Global(Global::Storage(
+                super::super::value::StorageKind::Float,
+            ))),
+            part(Value::Str("0".to_owned())),
+            part(Value::Str(location.to_owned())),
+            part(Value::Int(4)),
+        ])
+    }
+
+    /// The tags tch and PyTorch write: a model saved on a GPU tags its storages `cuda:0`.
+    #[test]
+    fn storages_saved_from_the_cpu_or_a_gpu_are_read() {
+        for (tag, location) in [
+            ("cpu", StorageLocation::Cpu),
+            ("cuda", StorageLocation::Cuda(None)),
+            ("cuda:0", StorageLocation::Cuda(Some(0))),
+            ("cuda:7", StorageLocation::Cuda(Some(7))),
+        ] {
+            let storage = persistent_storage(&storage_id(tag)).unwrap();
+            assert_eq!(storage.location, location, "{tag}");
+            assert_eq!(storage.location.to_string(), tag);
+        }
+    }
+
+    /// Anything else is refused, by name, and a long tag is cut short in the message.
+    #[test]
+    fn other_locations_are_refused_by_name() {
+        let long = "x".repeat(10_000);
+        for tag in [
+            "mps",
+            "xla:0",
+            "cuda:",
+            "cuda:-1",
+            "cuda:x",
+            "cuda:0:1",
+            "CPU",
+            "cuda: 0",
+            "",
+            "cuda:99999999999",
+            &long,
+        ] {
+            let err = format!("{:#}", persistent_storage(&storage_id(tag)).unwrap_err());
+            assert!(err.contains("is not cpu, cuda or cuda:N"), "{tag}: {err}");
+            assert!(err.len() < 200, "{err}");
+        }
+        let not_a_string = Value::Tuple(vec![
+            Rc::new(Value::Str("storage".to_owned())),
+            Rc::new(Value::Global(Global::Storage(
+                super::super::value::StorageKind::Float,
+            ))),
+            Rc::new(Value::Str("0".to_owned())),
+            Rc::new(Value::Int(0)),
+            Rc::new(Value::Int(4)),
+        ]);
+        let err = format!("{:#}", persistent_storage(&not_a_string).unwrap_err());
+        assert!(err.contains("location must be a string"), "{err}");
+    }
 }

@@ -77,7 +77,7 @@ fn reach(spec: &TensorSpec) -> Result<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::value::StorageRef;
+    use super::super::value::{StorageLocation, StorageRef};
     use super::*;
 
     fn spec(numel: u64, offset: u64, size: &[i64], stride: &[i64]) -> TensorSpec {
@@ -86,6 +86,7 @@ mod tests {
                 key: "0".to_owned(),
                 kind: StorageKind::Float,
                 numel,
+                location: StorageLocation::Cpu,
             },
             offset,
             size: size.to_vec(),

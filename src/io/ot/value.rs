@@ -23,12 +23,55 @@ impl StorageKind {
     }
 }
 
-/// A storage as the pickle refers to it: the archive entry `data/<key>` of `numel` elements.
+/// A storage as the pickle refers to it: the archive entry `data/<key>` of `numel` elements,
+/// tagged with the device it was saved from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageRef {
     pub key: String,
     pub kind: StorageKind,
     pub numel: u64,
+    pub location: StorageLocation,
+}
+
+/// The device tag of a storage, as tch and PyTorch write it (`cpu`, `cuda`, `cuda:N`). The
+/// bytes in the archive are the same whatever the tag: the reader builds every tensor on the
+/// CPU, and the command moves it to its own device, as `torch.load(map_location=...)` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StorageLocation {
+    Cpu,
+    /// `cuda` (no index: the current device when it was saved) or `cuda:N`.
+    Cuda(Option<u32>),
+}
+
+impl StorageLocation {
+    /// The most characters a tag may have (`cuda:` and a device number).
+    const MAX_TAG: usize = 16;
+
+    /// The location a tag names; `None` for anything but `cpu`, `cuda` and `cuda:N`.
+    pub fn parse(tag: &str) -> Option<Self> {
+        if tag.len() > Self::MAX_TAG {
+            return None;
+        }
+        match tag {
+            "cpu" => Some(Self::Cpu),
+            "cuda" => Some(Self::Cuda(None)),
+            _ => {
+                let index = tag.strip_prefix("cuda:")?;
+                let digits = !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit());
+                digits.then(|| index.parse().ok().map(|n| Self::Cuda(Some(n))))?
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for StorageLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(None) => f.write_str("cuda"),
+            Self::Cuda(Some(index)) => write!(f, "cuda:{index}"),
+        }
+    }
 }
 
 /// A tensor as the pickle describes it: a strided view into a storage.

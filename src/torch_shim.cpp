@@ -1,6 +1,9 @@
-// The two calls of libtorch's autocast that tch 0.24 does not bind: turning autocast on for a
-// device (tch's binding covers CUDA only) and choosing its low-precision type (bf16 or fp16).
-// Built by build.rs with the cc crate against the headers of the libtorch that tch links.
+// The calls of libtorch that tch 0.24 does not bind: turning autocast on for a device (tch's
+// binding covers CUDA only) and choosing its low-precision type (bf16 or fp16); and the
+// switches of deterministic computation (cuDNN's deterministic mode and libtorch's deterministic
+// algorithms). Built by build.rs with the cc crate against the headers of the libtorch that tch
+// links.
+#include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 
 namespace {
@@ -38,6 +41,32 @@ void mnist_cnn_autocast_exit(int cuda, int saved) {
     at::autocast::set_autocast_dtype(device, static_cast<at::ScalarType>(saved >> 1));
   } catch (...) {
   }
+}
+
+// Deterministic computation on or off: cuDNN's deterministic algorithms with its benchmark
+// search off (the search may pick another algorithm each run), and libtorch's deterministic
+// algorithms. `warn_only`: an operation without a deterministic kernel warns instead of
+// throwing. Returns 0, or -1 when libtorch threw.
+int mnist_cnn_set_deterministic(int on, int warn_only) {
+  try {
+    auto& context = at::globalContext();
+    context.setDeterministicCuDNN(on != 0);
+    context.setBenchmarkCuDNN(on == 0 && context.benchmarkCuDNN());
+    context.setDeterministicAlgorithms(on != 0, warn_only != 0);
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+}
+
+// Whether libtorch's deterministic algorithms and cuDNN's deterministic mode are both on, and
+// cuDNN's benchmark search off: 1, else 0.
+int mnist_cnn_is_deterministic() {
+  const auto& context = at::globalContext();
+  return context.deterministicAlgorithms() && context.deterministicCuDNN() &&
+                 !context.benchmarkCuDNN()
+             ? 1
+             : 0;
 }
 
 }  // extern "C"
