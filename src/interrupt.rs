@@ -1,5 +1,5 @@
-//! Ctrl-C and SIGTERM during training: the first one asks the training loop to stop after the
-//! current step (it then saves the state after that step and exits with 128 + the signal
+//! Ctrl-C, SIGTERM and SIGHUP (a dropped SSH session) during training: the first one asks the
+//! training loop to stop after the current step (it then saves the state after that step and exits with 128 + the signal
 //! number); a second one exits at once, since the files on disk are always complete (every
 //! write is atomic).
 
@@ -13,7 +13,15 @@ struct Flags {
 
 static FLAGS: OnceLock<Flags> = OnceLock::new();
 
-/// Starts listening for SIGINT and SIGTERM (idempotent).
+/// The signals that stop a run after its current step, with its state saved.
+#[cfg(unix)]
+const STOPPING: [i32; 3] = [
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGHUP,
+];
+
+/// Starts listening for SIGINT, SIGTERM and SIGHUP (idempotent).
 pub fn install() -> anyhow::Result<()> {
     if FLAGS.get().is_some() {
         return Ok(());
@@ -23,7 +31,7 @@ pub fn install() -> anyhow::Result<()> {
         signal: Arc::new(AtomicUsize::new(0)),
     };
     #[cfg(unix)]
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    for signal in STOPPING {
         // Order matters: the conditional exit must see the flag before this signal sets it.
         signal_hook::flag::register_conditional_shutdown(
             signal,
@@ -72,8 +80,8 @@ pub struct Interrupted {
     pub at: StopPoint,
 }
 
-/// A testing aid: `MNIST_CNN_SIGNAL_AT_STEP=N` (or `N:SIGNAL`, a number) makes the training
-/// loop send itself SIGINT (or SIGNAL) right after step N of the run, counted from 1 across
+/// A testing aid: `MNIST_CNN_SIGNAL_AT_STEP=N` (or `N:SIGNAL`, the number of INT, TERM, HUP or
+/// KILL) makes the training loop send itself SIGINT (or SIGNAL) right after step N of the run, counted from 1 across
 /// epochs, so that tests can interrupt at an exact step through the real signal path.
 pub const SIGNAL_AT_STEP_VARIABLE: &str = "MNIST_CNN_SIGNAL_AT_STEP";
 
@@ -83,7 +91,17 @@ fn signal_at_step() -> Option<(usize, i32)> {
     *ASKED.get_or_init(|| {
         let value = std::env::var(SIGNAL_AT_STEP_VARIABLE).ok()?;
         let (step, signal) = value.split_once(':').unwrap_or((&value, "2"));
-        Some((step.trim().parse().ok()?, signal.trim().parse().ok()?))
+        let signal: i32 = signal.trim().parse().ok()?;
+        // Only the signals a run handles, and SIGKILL (9) for the tests of a kill -9; any other
+        // is ignored rather than sent.
+        #[cfg(unix)]
+        if !STOPPING.contains(&signal) && signal != signal_hook::consts::SIGKILL {
+            tracing::warn!(
+                "{SIGNAL_AT_STEP_VARIABLE}: signal {signal} is not INT, TERM, HUP or KILL; ignored"
+            );
+            return None;
+        }
+        Some((step.trim().parse().ok()?, signal))
     })
 }
 
@@ -103,6 +121,7 @@ impl Interrupted {
         match self.signal {
             2 => "SIGINT (Ctrl-C)",
             15 => "SIGTERM",
+            1 => "SIGHUP (the terminal went away)",
             _ => "a signal",
         }
     }

@@ -3,12 +3,12 @@
 
 use super::values;
 use crate::choice::Choice;
-use crate::fsutil;
 use crate::io::checkpoint;
 use crate::io::export::{self, ExportFormat};
+use crate::io::inputs::Inputs;
 use crate::io::{onnx, run_folder};
 use anyhow::{ensure, Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tch::Device;
 
 #[derive(Debug, clap::Args)]
@@ -29,8 +29,9 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: &ExportArgs) -> Result<()> {
-    let inputs: Vec<&Path> = args.models.iter().map(PathBuf::as_path).collect();
-    fsutil::refuse_overwriting(&args.out, "--out", &inputs)?;
+    Inputs::new()
+        .checkpoints(&args.models)
+        .refuse(&args.out, "--out")?;
     ensure!(
         args.models.len() == 1 || args.format == ExportFormat::Onnx,
         "several --model make an ensemble, which only --format onnx can hold (one graph); \

@@ -9,6 +9,7 @@ use super::values;
 use crate::data::Mnist;
 use crate::fsutil;
 use crate::io::checkpoint;
+use crate::io::inputs::Inputs;
 use crate::model::Classifier;
 use crate::nn::Architecture;
 use crate::optim::OptimizerKind;
@@ -74,6 +75,11 @@ pub struct LrFindArgs {
 
 pub fn run(args: &LrFindArgs) -> Result<()> {
     ensure!(args.start < args.end, "--start must be below --end");
+    let mut inputs = Inputs::new().mnist(&args.data);
+    if let Some(from) = &args.from {
+        inputs = inputs.checkpoint(from);
+    }
+    inputs.refuse(&args.out, "--out")?;
     let device = args.compute.resolve()?;
     let precision = args.compute.precision(device)?;
     let options = TrainOptions {

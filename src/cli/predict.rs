@@ -4,10 +4,10 @@ use super::args::DeviceArgs;
 use super::output::{one_line, print_json, shown_path};
 use crate::data::images::save_field_png;
 use crate::eval::predict::{self, PictureResult};
-use crate::fsutil;
 use crate::io::checkpoint;
+use crate::io::inputs::Inputs;
 use anyhow::{bail, Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct PredictArgs {
@@ -44,13 +44,10 @@ pub struct PredictArgs {
 
 pub fn run(args: &PredictArgs) -> Result<()> {
     if let Some(out) = &args.show_input {
-        let inputs: Vec<&Path> = args
-            .models
-            .iter()
-            .chain(&args.images)
-            .map(|p| p.as_path())
-            .collect();
-        fsutil::refuse_overwriting(out, "--show-input", &inputs)?;
+        Inputs::new()
+            .checkpoints(&args.models)
+            .files(&args.images)
+            .refuse(out, "--show-input")?;
     }
     let device = args.compute.resolve()?;
     let precision = args.compute.precision(device)?;

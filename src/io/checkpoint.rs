@@ -131,9 +131,6 @@ struct CheckpointFile {
 }
 
 fn read_file(path: &Path) -> Result<CheckpointFile> {
-    let bytes = fsutil::read_limited(path, MAX_CHECKPOINT_BYTES, "checkpoint")
-        .context("cannot read the checkpoint")?;
-    ensure!(!bytes.is_empty(), "checkpoint {} is empty", path.display());
     let format = Format::of(path);
     let unreadable = || {
         format!(
@@ -142,6 +139,19 @@ fn read_file(path: &Path) -> Result<CheckpointFile> {
             format.describe()
         )
     };
+    if format == Format::Ot {
+        // The archive's end records first, from the file: a mostly empty (sparse) file that
+        // declares millions of entries is refused before its bytes are read into memory. What
+        // is read next is checked again, whole.
+        let mut file = fsutil::open_regular(path).context("cannot read the checkpoint")?;
+        if file.metadata().is_ok_and(|m| m.len() > 0) {
+            ot::check_end_records(&mut file, ot::ArchiveLimits::default())
+                .with_context(unreadable)?;
+        }
+    }
+    let bytes = fsutil::read_limited(path, MAX_CHECKPOINT_BYTES, "checkpoint")
+        .context("cannot read the checkpoint")?;
+    ensure!(!bytes.is_empty(), "checkpoint {} is empty", path.display());
     let tensors = tensors_from_bytes(&bytes, format).with_context(unreadable)?;
     let metadata_architecture = match format {
         Format::Safetensors => {
@@ -163,19 +173,40 @@ pub fn tensors_from_bytes(bytes: &[u8], format: Format) -> Result<BTreeMap<Strin
         Format::Safetensors => safetensors::read(bytes)?,
         Format::Ot => ot::read(std::io::Cursor::new(bytes), ot::ArchiveLimits::default())?,
     };
-    check_finite(&tensors)?;
+    check_values(&tensors)?;
     Ok(tensors)
 }
 
-/// Refuses NaN and infinite values, naming the tensor.
-fn check_finite(tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+/// Refuses NaN and infinite values, and values their name rules out: a batch norm's running
+/// variance (`…running_var`, in a model, a training state's `model.`, `ema.` and `best.`
+/// copies) and Adam's second moments (`adam.v.…`) are never negative. Each names the tensor.
+fn check_values(tensors: &BTreeMap<String, Tensor>) -> Result<()> {
     for (name, tensor) in tensors {
-        if tensor.is_floating_point() && tensor.numel() > 0 {
-            let finite = tensor.isfinite().all().int64_value(&[]) == 1;
-            ensure!(finite, "tensor {name} holds NaN or infinite values");
+        if !tensor.is_floating_point() || tensor.numel() == 0 {
+            continue;
+        }
+        let finite = tensor.isfinite().all().int64_value(&[]) == 1;
+        ensure!(finite, "tensor {name} holds NaN or infinite values");
+        if let Some(what) = never_negative(name) {
+            let least = tensor.min().double_value(&[]);
+            ensure!(
+                least >= 0.0,
+                "tensor {name} holds {least}: {what} cannot be negative"
+            );
         }
     }
     Ok(())
+}
+
+/// What a tensor named `name` holds, when that can never be negative.
+fn never_negative(name: &str) -> Option<&'static str> {
+    if name.ends_with(".running_var") {
+        Some("a batch norm's running variance")
+    } else if name.starts_with("adam.v.") {
+        Some("Adam's second moment")
+    } else {
+        None
+    }
 }
 
 /// The architecture of a checkpoint: told by its tensors, and checked against what the
@@ -424,6 +455,44 @@ mod tests {
                 err.contains(expected) && err.contains(name),
                 "{name}: {err}"
             );
+        }
+    }
+
+    /// Finite values that mean nothing: a negative batch-norm variance (in a model, and in a
+    /// training state's copies) and a negative Adam second moment are refused by tensor name,
+    /// in both formats.
+    #[test]
+    fn values_their_name_rules_out_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = Classifier::new(Architecture::Vgg { width: 4 }, Device::Cpu);
+        let mut tensors = model.named_parameters();
+        tensors.insert(
+            "bn2.running_var".to_owned(),
+            Tensor::from_slice(&[1.0f32, -0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]),
+        );
+        for file in ["vgg.ot", "vgg.safetensors"] {
+            let path = dir.path().join(file);
+            let named: Vec<(&str, Tensor)> = tensors
+                .iter()
+                .map(|(n, t)| (n.as_str(), t.copy()))
+                .collect();
+            write_tensors(&path, &named);
+            let err = format!("{:#}", load(&path, Device::Cpu).unwrap_err());
+            assert!(err.contains(file), "{err}");
+            assert!(
+                err.contains("tensor bn2.running_var holds -0.5")
+                    && err.contains("running variance cannot be negative"),
+                "{err}"
+            );
+        }
+        for (name, what) in [
+            ("ema.bn1.running_var", "running variance"),
+            ("adam.v.fc.weight", "second moment"),
+        ] {
+            let path = dir.path().join("resume.ot");
+            write_tensors(&path, &[(name, Tensor::from_slice(&[0.0f32, -1e-3]))]);
+            let err = format!("{:#}", read_tensors(&path).unwrap_err());
+            assert!(err.contains(name) && err.contains(what), "{err}");
         }
     }
 

@@ -6,6 +6,7 @@
 //! - [`ot`]: libtorch's `.ot` archives, read without running anything they carry;
 //! - [`safetensors`]: the safetensors writer with metadata;
 //! - [`export`]: safetensors, npz, TorchScript and ONNX ([`onnx`]) for use outside this tool;
+//! - [`inputs`]: the files a command reads, which its outputs may not replace;
 //! - [`run_folder`] and [`run_config`]: the run folder (`config.json`, `metrics.jsonl`,
 //!   `model.ot`, `resume.ot`), its one reader and writer.
 //!
@@ -13,6 +14,7 @@
 
 pub mod checkpoint;
 pub mod export;
+pub mod inputs;
 pub mod onnx;
 pub mod ot;
 pub mod run_config;

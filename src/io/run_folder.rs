@@ -92,6 +92,11 @@ impl RunFolder {
                 "--out {}: the folder already holds a run ({CONFIG_FILE}); choose another folder or pass --overwrite",
                 folder.path.display()
             ),
+            Contents::NotARun(why) => bail!(
+                "--out {}: the folder's {CONFIG_FILE} is not a run's record ({why}); a run folder \
+                 must be new, empty or a run folder, and --overwrite removes nothing from another",
+                folder.path.display()
+            ),
             Contents::Other(name) => bail!(
                 "--out {}: the folder holds files that are not a run's ({name:?}); a run folder must be new, empty or a run folder",
                 folder.path.display()
@@ -122,7 +127,12 @@ impl RunFolder {
             return Ok(Contents::Empty);
         }
         if names.iter().any(|name| name == CONFIG_FILE) {
-            return Ok(Contents::Run);
+            // Only a config.json that reads as a run's record makes a run folder: another
+            // program's config.json must never let --overwrite delete anything.
+            return Ok(match self.read_config() {
+                Ok(_) => Contents::Run,
+                Err(err) => Contents::NotARun(format!("{err:#}")),
+            });
         }
         let other = names.into_iter().find(|name| !is_run_file(name));
         Ok(other.map_or(Contents::Run, Contents::Other))
@@ -253,6 +263,8 @@ enum Contents {
     Run,
     /// A file that is not a run's, named.
     Other(String),
+    /// A config.json that does not read as a run's record, and why.
+    NotARun(String),
 }
 
 fn is_run_file(name: &str) -> bool {
@@ -332,6 +344,10 @@ mod tests {
         assert!(RunFolder::create(Some(dir.path()), FolderUse::Overwrite).is_ok());
     }
 
+    /// A run's record, as a GPU run wrote it.
+    const A_RUNS_CONFIG: &str =
+        include_str!("../../tests/data/cuda-written/tutorial-cuda/config.json");
+
     #[test]
     fn overwriting_removes_the_old_runs_files_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
@@ -341,12 +357,37 @@ mod tests {
         {
             fs::write(dir.path().join(file), b"old").unwrap();
         }
+        fs::write(dir.path().join(CONFIG_FILE), A_RUNS_CONFIG).unwrap();
         RunFolder::create(Some(dir.path()), FolderUse::Overwrite).unwrap();
         let left: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, ["notes.txt"]);
+    }
+
+    /// Another program's folder with a config.json of its own is no run folder: nothing in it
+    /// is overwritten or removed, with or without --overwrite.
+    #[test]
+    fn a_config_json_that_is_not_a_runs_record_makes_no_run_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = [
+            (CONFIG_FILE, "{\"name\":\"app\"}"),
+            (HTML_FILE, "<p>mine</p>"),
+            (MODEL_FILE, "weights"),
+        ];
+        for (name, text) in own {
+            fs::write(dir.path().join(name), text).unwrap();
+        }
+        for how in [FolderUse::New, FolderUse::Overwrite] {
+            let err = RunFolder::create(Some(dir.path()), how).unwrap_err();
+            let err = err.to_string();
+            assert!(err.contains("is not a run's record"), "{err}");
+            assert!(err.contains("removes nothing"), "{err}");
+        }
+        for (name, text) in own {
+            assert_eq!(fs::read_to_string(dir.path().join(name)).unwrap(), text);
+        }
     }
 
     #[test]

@@ -219,7 +219,11 @@ impl Optimizer {
     }
 }
 
-/// The saved step count `key` of a state: a single whole number from 0.
+/// The largest step count a state may hold: 2^53, beyond which a float no longer counts steps
+/// (Adam's bias correction takes the step as a float).
+const MAX_SAVED_STEP: i64 = 1 << 53;
+
+/// The saved step count `key` of a state: a single whole number from 0 to 2^53.
 pub(crate) fn saved_step(state: &BTreeMap<String, Tensor>, key: &str) -> Result<i64> {
     use anyhow::{ensure, Context};
     let step = state
@@ -231,7 +235,10 @@ pub(crate) fn saved_step(state: &BTreeMap<String, Tensor>, key: &str) -> Result<
         step.size()
     );
     let step = step.reshape([-1]).int64_value(&[0]);
-    ensure!(step >= 0, "{key} is {step}, below 0");
+    ensure!(
+        (0..=MAX_SAVED_STEP).contains(&step),
+        "{key} is {step}: a step count runs from 0 to 2^53"
+    );
     Ok(step)
 }
 
@@ -260,6 +267,21 @@ pub(crate) fn load_saved(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A step count past 2^53 (where Adam's bias correction stops counting), or below 0, is
+    /// refused by name rather than turned into a NaN loss later.
+    #[test]
+    fn saved_step_counts_run_from_0_to_2_to_the_53() {
+        let state = |step: i64| BTreeMap::from([("adam.step".to_owned(), Tensor::from(step))]);
+        assert_eq!(saved_step(&state(20), "adam.step").unwrap(), 20);
+        assert_eq!(saved_step(&state(1 << 53), "adam.step").unwrap(), 1 << 53);
+        for bad in [i64::MAX, (1 << 53) + 1, -1] {
+            let err = saved_step(&state(bad), "adam.step")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("adam.step") && err.contains("2^53"), "{err}");
+        }
+    }
 
     #[test]
     fn biases_and_batch_norm_weights_do_not_decay() {

@@ -487,3 +487,30 @@ fn deterministic_is_recorded_kept_on_resume_and_changes_nothing_on_the_cpu() {
     assert_eq!(config["status"], "completed");
     assert_same_run(&plain, &deterministic);
 }
+
+/// SIGHUP (a dropped SSH session) stops a run as SIGTERM does: after the step, with its state
+/// saved, config.json "interrupted", exit 129; and the run resumes bit-identical. The test
+/// signal takes only the signals a run handles (and KILL): `3` (SIGQUIT) is ignored.
+#[test]
+fn sighup_saves_the_step_like_sigterm_and_other_test_signals_are_ignored() {
+    let data = tempfile::tempdir().unwrap();
+    write_small_mnist(data.path(), 640, 50);
+    let runs = tempfile::tempdir().unwrap();
+    let (whole, cut) = (runs.path().join("whole"), runs.path().join("cut"));
+    let uninterrupted = run_signalled(
+        &step_run_args(data.path(), &whole, "tutorial", &[]),
+        &format!("{}:3", STEPS_PER_EPOCH + 5),
+    );
+    assert_success(&uninterrupted);
+    let hung_up = run_signalled(
+        &step_run_args(data.path(), &cut, "tutorial", &[]),
+        &format!("{}:1", STEPS_PER_EPOCH + 5),
+    );
+    let err = stderr(&hung_up);
+    assert_eq!(hung_up.status.code(), Some(129), "{err}");
+    assert!(err.contains("SIGHUP"), "{err}");
+    assert!(err.contains("the state after step 5 of epoch 2"), "{err}");
+    assert_eq!(read_json(&cut.join("config.json"))["status"], "interrupted");
+    assert_success(&tool().args(resume_args(&cut)).output().unwrap());
+    assert_same_run(&whole, &cut);
+}

@@ -5,6 +5,7 @@
 mod common;
 
 mod architectures;
+mod bounds;
 mod browser;
 mod cli;
 mod cuda_written;

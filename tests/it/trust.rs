@@ -183,6 +183,85 @@ fn outputs_never_replace_inputs() {
         before,
         "the checkpoint was replaced"
     );
+
+    // The config.json read beside --model, and --data's files, are inputs too.
+    let config = base.run.join("config.json");
+    let config_before = fs::read(&config).unwrap();
+    let (model, config_path) = (model.to_str().unwrap(), config.to_str().unwrap());
+    let labels = base.data.join("t10k-labels-idx1-ubyte");
+    let labels_before = fs::read(&labels).unwrap();
+    let data = base.data.to_str().unwrap();
+    let picture = picture.to_str().unwrap();
+    let attempts: [(&[&str], &str); 4] = [
+        (
+            &[
+                "predict",
+                "--model",
+                model,
+                "--show-input",
+                config_path,
+                picture,
+            ],
+            "--show-input",
+        ),
+        (
+            &[
+                "export",
+                "--model",
+                model,
+                "--format",
+                "onnx",
+                "--out",
+                config_path,
+            ],
+            "--out",
+        ),
+        (
+            &[
+                "lr-find",
+                "--from",
+                model,
+                "--data",
+                data,
+                "--out",
+                config_path,
+            ],
+            "--out",
+        ),
+        (
+            &["lr-find", "--data", data, "--out", labels.to_str().unwrap()],
+            "--out",
+        ),
+    ];
+    for (args, flag) in attempts {
+        assert_clean_failure(&mnist_cnn(args), &[flag, "an input"]);
+    }
+    assert_eq!(fs::read(&config).unwrap(), config_before);
+    assert_eq!(fs::read(&labels).unwrap(), labels_before);
+}
+
+/// A folder of another program's, with a config.json of its own, is no run folder: `train
+/// --out DIR --overwrite` refuses it and removes nothing.
+#[test]
+fn overwrite_deletes_nothing_from_a_folder_that_is_not_a_run() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    write_small_mnist(&data, 64, 16);
+    let project = scratch.path().join("proj");
+    fs::create_dir_all(&project).unwrap();
+    let own = [
+        ("config.json", "{\"name\":\"app\"}"),
+        ("report.html", "<p>mine</p>"),
+        ("model.ot", "not a checkpoint"),
+    ];
+    for (name, text) in own {
+        fs::write(project.join(name), text).unwrap();
+    }
+    let output = train_small(&data, &project, &["--overwrite", "--no-report"]);
+    assert_clean_failure(&output, &["proj", "not a run's record", "removes nothing"]);
+    for (name, text) in own {
+        assert_eq!(fs::read_to_string(project.join(name)).unwrap(), text);
+    }
 }
 
 #[test]

@@ -13,6 +13,7 @@ pub mod pickle;
 mod rebuild;
 pub mod tensors;
 pub mod value;
+mod zip_end;
 
 use anyhow::{bail, ensure, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,9 +47,13 @@ struct Described<R> {
     archive: ZipArchive<R>,
     root: String,
     specs: Vec<(String, value::TensorSpec)>,
+    archive_length: u64,
 }
 
-fn describe<R: Read + Seek>(source: R, limits: ArchiveLimits) -> Result<Described<R>> {
+fn describe<R: Read + Seek>(mut source: R, limits: ArchiveLimits) -> Result<Described<R>> {
+    // The end records first, read here: the zip crate sizes its entry list from the count they
+    // declare before anything could check it.
+    let archive_length = zip_end::check(&mut source, limits.entries)?;
     let mut archive = ZipArchive::new(source).context("not a zip archive")?;
     ensure!(
         archive.len() <= limits.entries,
@@ -68,7 +73,14 @@ fn describe<R: Read + Seek>(source: R, limits: ArchiveLimits) -> Result<Describe
         archive,
         root,
         specs,
+        archive_length,
     })
+}
+
+/// Checks the archive's end records (the entry count and the central directory's place)
+/// against `limits`, reading only the end of `source`.
+pub fn check_end_records<R: Read + Seek>(source: &mut R, limits: ArchiveLimits) -> Result<()> {
+    zip_end::check(source, limits.entries).map(|_| ())
 }
 
 /// The device tags of the archive's storages (what a writer on a GPU would leave behind:
@@ -93,21 +105,46 @@ pub fn read<R: Read + Seek>(source: R, limits: ArchiveLimits) -> Result<BTreeMap
         mut archive,
         root,
         specs,
+        archive_length,
     } = describe(source, limits)?;
-    let mut budget = limits.storage_bytes;
-    let mut storages: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    // Stored entries cannot hold more than the archive's own bytes unless their data overlap,
+    // so the storages read together are bounded by its length as well as by the limit.
+    let mut stored_budget = limits.storage_bytes.min(archive_length);
+    let mut stored = 0u64;
+    let mut materialised = 0u64;
+    let mut flats: BTreeMap<String, (value::StorageRef, Tensor)> = BTreeMap::new();
     let mut tensors = BTreeMap::new();
     for (stored_name, spec) in specs {
         let name = stored_name.replace('|', ".");
-        if !storages.contains_key(&spec.storage.key) {
-            let entry = format!("{root}/data/{}", spec.storage.key);
-            let bytes = read_entry(&mut archive, &entry, budget)
-                .with_context(|| format!("the storage of tensor {name}"))?;
-            budget -= bytes.len() as u64;
-            storages.insert(spec.storage.key.clone(), bytes);
-        }
-        let tensor = tensors::build(&spec, &storages[&spec.storage.key])
-            .with_context(|| format!("tensor {name}"))?;
+        let (storage, flat) = match flats.get(&spec.storage.key) {
+            Some(known) => known,
+            None => {
+                let entry = format!("{root}/data/{}", spec.storage.key);
+                let bytes = read_entry(&mut archive, &entry, stored_budget)
+                    .with_context(|| format!("the storage of tensor {name}"))?;
+                stored_budget -= bytes.len() as u64;
+                stored += bytes.len() as u64;
+                let flat = tensors::flat(&spec.storage, &bytes)
+                    .with_context(|| format!("tensor {name}"))?;
+                flats.insert(spec.storage.key.clone(), (spec.storage.clone(), flat));
+                &flats[&spec.storage.key]
+            }
+        };
+        ensure!(
+            storage.kind == spec.storage.kind && storage.numel == spec.storage.numel,
+            "tensor {name}: storage {} is described two ways",
+            spec.storage.key
+        );
+        // Each view becomes its own copy: together they may not outgrow what was stored (twice
+        // over, and a little more for scalars) however many of them share one storage.
+        materialised += tensors::view_bytes(&spec).with_context(|| format!("tensor {name}"))?;
+        let allowed = 2 * stored + (1 << 20);
+        ensure!(
+            materialised <= allowed,
+            "the tensors would take {materialised} bytes, more than the {allowed} allowed for \
+             {stored} bytes of storages (views sharing one storage)"
+        );
+        let tensor = tensors::view(&spec, flat).with_context(|| format!("tensor {name}"))?;
         ensure!(
             tensors.insert(name.clone(), tensor).is_none(),
             "tensor {name} appears twice"

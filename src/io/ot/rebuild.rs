@@ -129,6 +129,7 @@ pub fn module_tensors(result: &Value) -> Result<Vec<(String, TensorSpec)>> {
     let Value::Dict(entries) = &**state else {
         bail!("a module's state must be a dict");
     };
+    let entries = entries.borrow();
     entries
         .iter()
         .map(|(key, value)| {

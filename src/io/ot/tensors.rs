@@ -1,24 +1,45 @@
 //! Tensors from a checkpoint's storages, made only after the storage has been checked to hold
 //! every element the shape, strides and offset reach.
 
-use super::value::{StorageKind, TensorSpec};
+use super::value::{StorageKind, StorageRef, TensorSpec};
 use anyhow::{ensure, Context, Result};
 use tch::{Kind, Tensor};
 
 /// The tensor `spec` describes, as its own contiguous copy of the data in `storage`.
 pub fn build(spec: &TensorSpec, storage: &[u8]) -> Result<Tensor> {
-    let element = spec.storage.kind.element_size();
-    let expected = spec
-        .storage
+    view(spec, &flat(&spec.storage, storage)?)
+}
+
+/// A storage's bytes as one flat tensor of its kind, after checking that they are exactly the
+/// `numel` elements the pickle declares. Made once per storage and shared by its views.
+pub fn flat(storage: &StorageRef, bytes: &[u8]) -> Result<Tensor> {
+    let element = storage.kind.element_size();
+    let expected = storage
         .numel
         .checked_mul(element)
         .context("the storage's size overflows")?;
     ensure!(
-        storage.len() as u64 == expected,
+        bytes.len() as u64 == expected,
         "its storage holds {} bytes; {} elements of {element} bytes need {expected}",
-        storage.len(),
-        spec.storage.numel
+        bytes.len(),
+        storage.numel
     );
+    let kind = match storage.kind {
+        StorageKind::Float => Kind::Float,
+        StorageKind::Double => Kind::Double,
+        StorageKind::Long => Kind::Int64,
+    };
+    let numel = i64::try_from(storage.numel).context("the storage is too large")?;
+    Ok(Tensor::f_from_data_size(bytes, &[numel], kind)?)
+}
+
+/// The bytes the view `spec` describes will take once copied out of its storage (checked
+/// against the storage's size first, so that it cannot overflow).
+pub fn view_bytes(spec: &TensorSpec) -> Result<u64> {
+    Ok(view_elements(spec)? * spec.storage.kind.element_size())
+}
+
+fn view_elements(spec: &TensorSpec) -> Result<u64> {
     let elements = spec
         .size
         .iter()
@@ -30,6 +51,17 @@ pub fn build(spec: &TensorSpec, storage: &[u8]) -> Result<Tensor> {
         spec.size,
         spec.storage.numel
     );
+    Ok(elements)
+}
+
+/// The view `spec` describes of a storage made by [`flat`], as its own contiguous copy, after
+/// checking that every element the shape, strides and offset reach lies in the storage.
+pub fn view(spec: &TensorSpec, flat: &Tensor) -> Result<Tensor> {
+    ensure!(
+        flat.size() == [spec.storage.numel as i64],
+        "its storage is not the one it names"
+    );
+    view_elements(spec)?;
     let reach = reach(spec)?;
     ensure!(
         reach <= spec.storage.numel,
@@ -40,14 +72,7 @@ pub fn build(spec: &TensorSpec, storage: &[u8]) -> Result<Tensor> {
         spec.offset,
         spec.storage.numel
     );
-    let kind = match spec.storage.kind {
-        StorageKind::Float => Kind::Float,
-        StorageKind::Double => Kind::Double,
-        StorageKind::Long => Kind::Int64,
-    };
-    let numel = i64::try_from(spec.storage.numel).context("the storage is too large")?;
     let offset = i64::try_from(spec.offset).context("the offset is too large")?;
-    let flat = Tensor::f_from_data_size(storage, &[numel], kind)?;
     Ok(flat
         .f_as_strided(spec.size.as_slice(), spec.stride.as_slice(), offset)?
         .contiguous())
@@ -77,7 +102,7 @@ fn reach(spec: &TensorSpec) -> Result<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::value::{StorageLocation, StorageRef};
+    use super::super::value::StorageLocation;
     use super::*;
 
     fn spec(numel: u64, offset: u64, size: &[i64], stride: &[i64]) -> TensorSpec {

@@ -1,6 +1,7 @@
 //! The values a tch pickle can hold, and the globals it may name: nothing else can be built,
 //! so nothing else can be asked for.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 /// The most dimensions a tensor may have.
@@ -114,7 +115,9 @@ pub enum Value {
     Int(i64),
     Str(String),
     Tuple(Vec<Rc<Value>>),
-    Dict(Vec<(Rc<Value>, Rc<Value>)>),
+    /// A dict, changed in place by SETITEM(S) as Python's is: the memo and the stack share it,
+    /// so adding to it never copies it.
+    Dict(RefCell<Vec<(Rc<Value>, Rc<Value>)>>),
     Global(Global),
     /// The result of `OrderedDict()` (tensors' backward hooks: always empty here).
     EmptyOrderedDict,
@@ -122,4 +125,34 @@ pub enum Value {
     Module(Option<Rc<Value>>),
     Storage(StorageRef),
     Tensor(TensorSpec),
+}
+
+impl Value {
+    /// The values this one holds, taken out of it (it is left without them).
+    fn take_children(&mut self) -> Vec<Rc<Value>> {
+        match self {
+            Self::Tuple(items) => std::mem::take(items),
+            Self::Dict(entries) => std::mem::take(entries.get_mut())
+                .into_iter()
+                .flat_map(|(key, value)| [key, value])
+                .collect(),
+            Self::Module(state) => state.take().into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Dropped without recursion: a crafted pickle can nest values far deeper than the thread's
+/// stack could follow one call per level, so the children are unlinked onto a list and dropped
+/// from there.
+impl Drop for Value {
+    fn drop(&mut self) {
+        let mut pending = self.take_children();
+        while let Some(child) = pending.pop() {
+            // Only the last reference drops a value; its own children join the list first.
+            if let Ok(mut value) = Rc::try_unwrap(child) {
+                pending.extend(value.take_children());
+            }
+        }
+    }
 }
