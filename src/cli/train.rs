@@ -83,7 +83,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     };
     let session = &args.session;
     let mut compute = session.compute.clone();
-    compute.threads = compute.threads.or(file.threads);
+    if let (None, Some(threads)) = (compute.threads, file.threads) {
+        // Checked here, so that a bad count names the file's key, not a flag never given.
+        let source = format!("{}: threads", file.path.display());
+        runtime::check_threads(&source, threads)?;
+        compute.threads = Some(threads);
+    }
     let device = compute.resolve()?;
     // Flags over the file, the file over the recipe.
     let base = file.apply(args.recipe.options())?;

@@ -251,6 +251,16 @@ fn declared_architecture(path: &Path, metadata: Option<&str>) -> Result<Option<D
         let Some(name) = metadata else {
             return Ok(None);
         };
+        const LONGEST_SHOWN: usize = 40;
+        if name.len() > LONGEST_SHOWN {
+            let shown: String = name.chars().take(LONGEST_SHOWN).collect();
+            bail!(
+                "checkpoint {}: its safetensors metadata declares an architecture of {} bytes \
+                 ({shown:?}…); architectures are names such as tutorial or vgg-32",
+                path.display(),
+                name.len()
+            );
+        }
         let architecture = name.parse::<Architecture>().map_err(|e| {
             anyhow!(
                 "checkpoint {}: its safetensors metadata declares {e}",

@@ -66,6 +66,7 @@ impl SettingsFile {
         let is_toml = path.extension().is_some_and(|e| e == "toml");
         let mut table = if is_toml {
             let value: toml::Table = toml::from_str(text).map_err(|e| anyhow!("not TOML: {e}"))?;
+            refuse_non_finite(&value)?;
             serde_json::to_value(value)?
         } else {
             serde_json::from_str(text).map_err(|e| anyhow!("not JSON: {e}"))?
@@ -161,6 +162,29 @@ impl SettingsFile {
     }
 }
 
+/// TOML has `nan` and `inf`, which JSON (and so the settings' types) cannot hold: they would
+/// arrive as null. Each is refused by its key, as what it is.
+fn refuse_non_finite(table: &toml::Table) -> Result<()> {
+    let mut pending: Vec<(String, &toml::Value)> =
+        table.iter().map(|(k, v)| (k.clone(), v)).collect();
+    while let Some((key, value)) = pending.pop() {
+        match value {
+            toml::Value::Float(x) if !x.is_finite() => {
+                bail!("{key} is {x}: not a finite number")
+            }
+            toml::Value::Table(inner) => {
+                pending.extend(inner.iter().map(|(k, v)| (format!("{key}.{k}"), v)));
+            }
+            toml::Value::Array(items) => {
+                let items = items.iter().enumerate();
+                pending.extend(items.map(|(i, v)| (format!("{key}[{i}]"), v)));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn typed<T: serde::de::DeserializeOwned>(key: &str, value: Value) -> Result<T> {
     serde_json::from_value(value).map_err(|e| anyhow!("{key}: {e}"))
 }
@@ -199,6 +223,15 @@ mod tests {
             ("[data]\nlimit = 0", "data.limit is 0"),
             ("[data]\nsorce = \"x\"", "data.sorce: not a setting"),
             ("status = \"completed\"", "status: not a setting"),
+            (
+                "learning_rate = nan",
+                "learning_rate is NaN: not a finite number",
+            ),
+            ("betas = [0.9, inf]", "betas[1] is inf: not a finite number"),
+            (
+                "[data]\nvalidation_split = -nan",
+                "data.validation_split is NaN",
+            ),
         ] {
             let err = format!("{:#}", parse("bad.toml", text).unwrap_err());
             assert!(err.contains(expected), "{text}: {err}");

@@ -16,7 +16,7 @@ use crate::io::{checkpoint, RunCommand, RunConfig, RunFolder, RunStatus};
 use crate::model::Classifier;
 use crate::runtime;
 use crate::train::{FinalMetrics, Fit, History, TrainOptions, TrainingState};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use tch::Device;
 use tracing::{info, warn};
@@ -149,7 +149,10 @@ fn start_tensorboard(
     let resumed = state
         .map(|s| s.position(&config.options, data.train.len()))
         .transpose()?;
-    let mut log = RunLog::start(folder.path(), config, resumed)?;
+    let mut log = RunLog::start(folder.path(), config, resumed).context(
+        "the run's TensorBoard log (events.out.tfevents.*) cannot be written; pass \
+         --no-tensorboard to train without one",
+    )?;
     if resumed.is_none() {
         for record in history.records() {
             log.epoch(record)?;

@@ -123,7 +123,7 @@ impl ApiKey {
     pub fn admits(&self, authorization: Option<&HeaderValue>) -> bool {
         let Some(given) = authorization
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_credentials)
         else {
             return false;
         };
@@ -141,6 +141,13 @@ impl ApiKey {
 pub struct Access {
     pub hosts: Option<HostRule>,
     pub api_key: Option<ApiKey>,
+}
+
+/// The credentials of a `Bearer` Authorization value; the scheme's name is case-insensitive
+/// (RFC 9110, section 11.1), so `bearer KEY` and `BEARER KEY` are the same.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("Bearer").then_some(credentials)
 }
 
 #[cfg(test)]
@@ -208,6 +215,9 @@ mod tests {
         let key = ApiKey::parse("0123456789abcdef-key\n", "test").unwrap();
         let header = |v: &str| HeaderValue::from_str(v).unwrap();
         assert!(key.admits(Some(&header("Bearer 0123456789abcdef-key"))));
+        assert!(key.admits(Some(&header("bearer 0123456789abcdef-key"))));
+        assert!(key.admits(Some(&header("BEARER 0123456789abcdef-key"))));
+        assert!(!key.admits(Some(&header("Basic 0123456789abcdef-key"))));
         assert!(!key.admits(Some(&header("Bearer 0123456789abcdef-kez"))));
         assert!(!key.admits(Some(&header("Bearer 0123456789abcdef-key2"))));
         assert!(!key.admits(Some(&header("Bearer 0123456789abcdef-ke"))));

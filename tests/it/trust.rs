@@ -518,3 +518,53 @@ fn messages_say_what_is_wrong() {
         assert_clean_failure(&report, &["metrics.jsonl line 1", expected]);
     }
 }
+
+/// Messages name what the user wrote: a thread count from a settings file by the file and its
+/// key (not as a flag never given), and an architecture a safetensors file's metadata declares
+/// cut short, however long.
+#[test]
+fn messages_name_the_file_key_and_cut_long_values() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    write_small_mnist(&data, 64, 16);
+    let settings = scratch.path().join("many.toml");
+    fs::write(&settings, "threads = 4096\n").unwrap();
+    let output = mnist_cnn(&[
+        "train",
+        "--config",
+        settings.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        scratch.path().join("run").to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert_clean_failure(&output, &["many.toml: threads 4096", "four per CPU"]);
+    assert!(!stderr(&output).contains("--threads 4096"));
+
+    // The tutorial network's tensors, under 1 MB of declared architecture.
+    let weights = scratch.path().join("long.safetensors");
+    let model =
+        mnist_cnn::model::Classifier::new(mnist_cnn::nn::Architecture::Tutorial, tch::Device::Cpu);
+    let tensors: Vec<(String, Vec<i64>, Vec<u8>)> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(name, t)| {
+            let values = Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name, t.size(), bytes)
+        })
+        .collect();
+    let views = tensors.iter().map(|(name, size, bytes)| {
+        let shape = size.iter().map(|&d| d as usize).collect();
+        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, bytes);
+        (name.as_str(), view.unwrap())
+    });
+    let metadata =
+        std::collections::HashMap::from([("architecture".to_owned(), "vgg-".repeat(250_000))]);
+    safetensors::serialize_to_file(views, &Some(metadata), &weights).unwrap();
+    let output = mnist_cnn(&["summary", "--model", weights.to_str().unwrap()]);
+    assert_clean_failure(&output, &["long.safetensors", "1000000 bytes"]);
+    assert!(stderr(&output).len() < 2_000, "{}", stderr(&output));
+}

@@ -221,9 +221,13 @@ mod tests {
         writer.scalar("train/loss", 3, 0.25).unwrap();
         let name = writer.path().file_name().unwrap().to_string_lossy();
         assert!(name.starts_with(EVENTS_PREFIX), "{name}");
-        let read = read::read_events(writer.path()).unwrap();
-        assert_eq!(read.damage, None);
-        let events = read.events;
+        let mut events = Vec::new();
+        let damage = read::read_events(writer.path(), |event| {
+            events.push(event);
+            true
+        })
+        .unwrap();
+        assert_eq!(damage, None);
         assert_eq!(events.len(), 2);
         assert_eq!(
             events[0].what,

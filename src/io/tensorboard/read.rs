@@ -6,12 +6,15 @@
 use super::masked_crc;
 use super::proto::Event;
 use crate::fsutil;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use prost::Message;
+use std::io::{BufReader, Read};
 use std::path::Path;
 
-/// Far more than a run logs (about 200 bytes a sample, 100 KB a picture).
-pub const MAX_EVENT_FILE_BYTES: u64 = 256 << 20;
+/// The longest record read: far more than a run logs in one (about 200 bytes a sample, 100 KB a
+/// picture). A longer one ends the reading as damage. Files are read record by record, so no
+/// file's length bounds anything.
+pub const MAX_RECORD_BYTES: u64 = 16 << 20;
 
 /// The events of a file, up to the first damaged record.
 #[derive(Debug, Default)]
@@ -21,55 +24,99 @@ pub struct EventsRead {
     pub damage: Option<String>,
 }
 
-/// Reads the event file at `path` (a regular file of at most [`MAX_EVENT_FILE_BYTES`]).
-pub fn read_events(path: &Path) -> Result<EventsRead> {
-    let bytes = fsutil::read_limited(path, MAX_EVENT_FILE_BYTES, "a TensorBoard event file")?;
-    Ok(parse_events(&bytes))
+/// Reads the event file at `path` (a regular file, opened without blocking) record by record,
+/// handing each event to `visit` until it returns false; why reading stopped early, if a record
+/// was damaged.
+pub fn read_events(path: &Path, visit: impl FnMut(Event) -> bool) -> Result<Option<String>> {
+    let file = fsutil::open_regular(path)
+        .with_context(|| format!("cannot read the TensorBoard event file {}", path.display()))?;
+    read_stream(BufReader::new(file), visit)
+        .with_context(|| format!("cannot read the TensorBoard event file {}", path.display()))
 }
 
 /// The events of a file's bytes, up to the first record that is cut short, fails a CRC or is
 /// not an `Event`.
 pub fn parse_events(bytes: &[u8]) -> EventsRead {
     let mut read = EventsRead::default();
-    let mut at = 0;
-    while at < bytes.len() {
-        let (data, used) = match next_record(&bytes[at..]) {
-            Ok(record) => record,
-            Err(why) => {
-                read.damage = Some(format!("the record at byte {at} {why}"));
-                break;
-            }
-        };
-        match Event::decode(data) {
-            Ok(event) => read.events.push(event),
-            Err(e) => {
-                read.damage = Some(format!("the record at byte {at} is not an Event: {e}"));
-                break;
-            }
-        }
-        at += used;
-    }
+    read.damage = read_stream(bytes, |event| {
+        read.events.push(event);
+        true
+    })
+    .unwrap_or_else(|e| Some(e.to_string()));
     read
 }
 
-/// The data of the record at the start of `bytes`, and the bytes the record takes.
-fn next_record(bytes: &[u8]) -> Result<(&[u8], usize), &'static str> {
-    let header = bytes.get(..12).ok_or("is cut short")?;
+/// Reads records from `reader` until its end, a damaged record, or `visit` saying stop.
+fn read_stream(
+    mut reader: impl Read,
+    mut visit: impl FnMut(Event) -> bool,
+) -> Result<Option<String>> {
+    let mut at = 0u64;
+    loop {
+        let record = match next_record(&mut reader)? {
+            Ok(Some(data)) => data,
+            Ok(None) => return Ok(None),
+            Err(why) => return Ok(Some(format!("the record at byte {at} {why}"))),
+        };
+        match Event::decode(record.as_slice()) {
+            Ok(event) => {
+                if !visit(event) {
+                    return Ok(None);
+                }
+            }
+            Err(e) => {
+                return Ok(Some(format!(
+                    "the record at byte {at} is not an Event: {e}"
+                )))
+            }
+        }
+        at += 16 + record.len() as u64;
+    }
+}
+
+/// The data of the next record (`None` at the end of the stream), or why it is damaged.
+fn next_record(reader: &mut impl Read) -> Result<Result<Option<Vec<u8>>, String>> {
+    let mut header = [0u8; 12];
+    match read_full(reader, &mut header)? {
+        0 => return Ok(Ok(None)),
+        12 => {}
+        _ => return Ok(Err("is cut short".to_owned())),
+    }
     let (length_bytes, length_crc) = header.split_at(8);
     if masked_crc(length_bytes).to_le_bytes() != length_crc {
-        return Err("has a length whose CRC does not match");
+        return Ok(Err("has a length whose CRC does not match".to_owned()));
     }
     let length = u64::from_le_bytes(length_bytes.try_into().expect("8 bytes"));
-    let available = (bytes.len() - 12).saturating_sub(4) as u64;
-    if length > available {
-        return Err("is cut short");
+    if length > MAX_RECORD_BYTES {
+        return Ok(Err(format!(
+            "claims {length} bytes, more than the {MAX_RECORD_BYTES} a record may hold"
+        )));
     }
-    let length = length as usize;
-    let data = &bytes[12..12 + length];
-    if masked_crc(data).to_le_bytes() != bytes[12 + length..16 + length] {
-        return Err("has data whose CRC does not match");
+    // Grown as the bytes arrive: the length is checked, not yet trusted.
+    let mut data = Vec::new();
+    (&mut *reader).take(length + 4).read_to_end(&mut data)?;
+    if data.len() as u64 != length + 4 {
+        return Ok(Err("is cut short".to_owned()));
     }
-    Ok((data, 16 + length))
+    let crc = data.split_off(length as usize);
+    if masked_crc(&data).to_le_bytes() != crc.as_slice() {
+        return Ok(Err("has data whose CRC does not match".to_owned()));
+    }
+    Ok(Ok(Some(data)))
+}
+
+/// Fills `buffer` from `reader` as far as it goes; the bytes read (fewer only at its end).
+fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 #[cfg(test)]
@@ -134,6 +181,6 @@ mod tests {
         huge.extend(masked_crc(&huge).to_le_bytes());
         let read = parse_events(&huge);
         assert!(read.events.is_empty());
-        assert!(read.damage.unwrap().contains("cut short"));
+        assert!(read.damage.unwrap().contains("more than the"));
     }
 }

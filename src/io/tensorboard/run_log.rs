@@ -81,7 +81,7 @@ impl RunLog {
         let mut events = Vec::new();
         if let Some(position) = resumed {
             events.push(restart_marker());
-            events.extend(kept_events(&old_files, position)?);
+            events.extend(kept_events(&old_files, position, MAX_KEPT_BYTES)?);
         }
         let writer = EventWriter::create(dir, &events)?;
         for old in old_files {
@@ -274,22 +274,48 @@ fn data_type(value: &prost_types::Value) -> DataType {
     }
 }
 
-/// The event files in `dir`, in name order (the order TensorBoard reads them in).
+/// The most event files a resumed run reads (a run writes one, and one more per resume, which
+/// replaces the others).
+pub const MAX_EVENT_FILES: usize = 64;
+/// The most bytes of events a resumed run keeps from the files before it: the rewritten file
+/// stays well within what the next resume reads.
+pub const MAX_KEPT_BYTES: usize = 64 << 20;
+
+/// The event files in `dir`, in name order (the order TensorBoard reads them in): regular
+/// files only; a folder, a link or a device with such a name is skipped with a warning, and
+/// left where it is.
 fn event_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
-        if entry
+        if !entry
             .file_name()
             .to_string_lossy()
             .starts_with(EVENTS_PREFIX)
         {
-            files.push(entry.path());
+            continue;
+        }
+        // The entry itself, not what a link points to.
+        match entry.file_type() {
+            Ok(kind) if kind.is_file() => files.push(entry.path()),
+            _ => warn!(
+                "{}: not a regular file (a folder, a link or a device), so not a TensorBoard \
+                 log of this run; skipped and left in place",
+                entry.path().display()
+            ),
         }
     }
     files.sort();
+    if files.len() > MAX_EVENT_FILES {
+        warn!(
+            "{}: {} TensorBoard event files; the run's log is read from the last {MAX_EVENT_FILES}",
+            dir.display(),
+            files.len()
+        );
+        files.drain(..files.len() - MAX_EVENT_FILES);
+    }
     Ok(files)
 }
 
@@ -309,34 +335,51 @@ fn restart_marker() -> Event {
 
 /// The events of `files` that a run resumed at `position` keeps: each scalar and picture up to
 /// the position (each (tag, step) once), and nothing of the HParams plugin, which the resumed
-/// run writes again.
-fn kept_events(files: &[PathBuf], position: RunPosition) -> Result<Vec<Event>> {
+/// run writes again; at most `budget` bytes of them (encoded), the earliest first.
+fn kept_events(files: &[PathBuf], position: RunPosition, budget: usize) -> Result<Vec<Event>> {
     let mut seen = BTreeSet::new();
     let mut kept = Vec::new();
+    let mut kept_bytes = 0usize;
+    let mut full = false;
     for file in files {
-        let read = read_events(file)?;
-        if let Some(damage) = &read.damage {
-            warn!(
-                "{}: {damage}; keeping the {} events before it",
-                file.display(),
-                read.events.len()
-            );
-        }
-        for event in read.events {
+        let mut read = 0usize;
+        let damage = read_events(file, |event| {
+            read += 1;
             let Some(tag) = summary_tag(&event) else {
-                continue; // the file version and restart markers: the new file has its own
+                return true; // the file version and restart markers: the new file has its own
             };
             let bound = match tag.starts_with(STEP_PREFIX) {
                 true => position.steps_done,
                 false => position.epochs_completed,
             };
             let logged_before = usize::try_from(event.step).is_ok_and(|step| step <= bound);
-            if !tag.starts_with(HPARAMS_PREFIX)
-                && logged_before
-                && seen.insert((tag.to_owned(), event.step))
+            if tag.starts_with(HPARAMS_PREFIX)
+                || !logged_before
+                || !seen.insert((tag.to_owned(), event.step))
             {
-                kept.push(event);
+                return true;
             }
+            kept_bytes += event.encoded_len();
+            if kept_bytes > budget {
+                full = true;
+                return false;
+            }
+            kept.push(event);
+            true
+        })?;
+        if let Some(damage) = damage {
+            warn!(
+                "{}: {damage}; keeping what came before it ({read} events read)",
+                file.display()
+            );
+        }
+        if full {
+            warn!(
+                "{}: the TensorBoard log kept so far reached {budget} bytes; the rest of the \
+                 earlier log is dropped",
+                file.display()
+            );
+            break;
         }
     }
     Ok(kept)
@@ -400,7 +443,7 @@ mod tests {
         };
         let files = event_files(dir.path()).unwrap();
         assert_eq!(files.len(), 2);
-        let kept = kept_events(&files, position).unwrap();
+        let kept = kept_events(&files, position, MAX_KEPT_BYTES).unwrap();
         let expected = [
             ("step/train_loss", 10),
             ("step/train_loss", 20),
@@ -408,6 +451,27 @@ mod tests {
         ]
         .map(|(tag, step)| (tag.to_owned(), step));
         assert_eq!(tags_and_steps(&kept), expected);
+        // Within a budget of two events' bytes, the earliest two are kept.
+        let one = kept[0].encoded_len();
+        let kept = kept_events(&files, position, 2 * one + 1).unwrap();
+        assert_eq!(tags_and_steps(&kept), expected[..2]);
+    }
+
+    /// A folder, a dangling link and a link to a device named like event files are skipped;
+    /// the run's own files are read.
+    #[test]
+    fn only_regular_files_are_event_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = EventWriter::create(dir.path(), &[]).unwrap();
+        std::fs::create_dir(dir.path().join("events.out.tfevents.folder")).unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("nowhere"),
+            dir.path().join("events.out.tfevents.dangling"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("events.out.tfevents.zero"))
+            .unwrap();
+        assert_eq!(event_files(dir.path()).unwrap(), [own.path().to_owned()]);
     }
 
     #[test]
