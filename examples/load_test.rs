@@ -139,8 +139,15 @@ fn client(
         };
         let started = Instant::now();
         match round_trip(stream, reader, address, body, content_type) {
-            Ok(200) => latencies.push(started.elapsed().as_micros() as u64),
-            Ok(_) => errors += 1,
+            Ok(answer) => {
+                match answer.status {
+                    200 => latencies.push(started.elapsed().as_micros() as u64),
+                    _ => errors += 1,
+                }
+                if answer.closes {
+                    connection = None; // the server ends every connection after a while
+                }
+            }
             Err(_) => {
                 errors += 1;
                 connection = None;
@@ -157,7 +164,7 @@ fn round_trip(
     address: &str,
     body: &[u8],
     content_type: &str,
-) -> Result<u16> {
+) -> Result<Answer> {
     let head = format!(
         "POST /v1/predict HTTP/1.1\r\nHost: {address}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -171,7 +178,7 @@ fn round_trip(
         .nth(1)
         .context("no status line")?
         .parse()?;
-    let mut length = 0usize;
+    let (mut length, mut closes) = (0usize, false);
     loop {
         line.clear();
         reader.read_line(&mut line)?;
@@ -183,11 +190,20 @@ fn round_trip(
             if name.eq_ignore_ascii_case("content-length") {
                 length = value.trim().parse()?;
             }
+            if name.eq_ignore_ascii_case("connection") {
+                closes = value.trim().eq_ignore_ascii_case("close");
+            }
         }
     }
     let mut answer = vec![0; length];
     reader.read_exact(&mut answer)?;
-    Ok(status)
+    Ok(Answer { status, closes })
+}
+
+/// An answer's status, and whether the server closes the connection after it.
+struct Answer {
+    status: u16,
+    closes: bool,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {

@@ -53,7 +53,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 16 << 20, value_parser = values::number(MAX_BODY))]
     pub max_body: usize,
 
-    /// Seconds a client has to send a request's body once its headers are in (408 after).
+    /// Seconds a client has to send a request's body once its headers are in (408 after), and
+    /// to take each part of an answer (the connection is closed after).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub client_timeout: u64,
 

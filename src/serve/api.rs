@@ -106,7 +106,7 @@ pub async fn predict(
     body: Body,
 ) -> Result<Response, ApiError> {
     let kind = payload_kind(&headers)?;
-    let bytes = read_body(body, &headers, &state.limits).await?;
+    let (bytes, _body_bytes_held) = read_body(body, &headers, &state).await?;
     let _trim = TrimWhenDone::after(&state, bytes.len());
     let arriving = Arriving::enter(&state.arriving);
     let Fields {

@@ -3,7 +3,8 @@
 //! its headers); a batching thread owns the model (see [`batcher`]).
 //!
 //! Safe by default: loopback address with Host checks (and an API key, required off loopback),
-//! bounded bodies, body and header timeouts, work in flight bounded by fields and admitted
+//! bounded bodies (each, and all held at once), body, header and write timeouts, at most
+//! [`stream::MAX_REQUESTS_PER_CONNECTION`] requests a connection, work in flight bounded by fields and admitted
 //! whole (503 when a request does not fit), fair batches, bounded connections (in all and per
 //! client address), bounded JSON parsing and picture decoding; Ctrl-C or SIGTERM stops
 //! accepting, lets in-flight requests finish, then exits.
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod request;
 pub mod state;
+pub mod stream;
 
 use crate::data::images::DecodeLimits;
 use crate::eval::Ensemble;
@@ -60,6 +62,8 @@ pub struct ServeOptions {
     pub max_connections_per_client: usize,
     /// Bytes of JSON parsed at once, server-wide.
     pub json_budget: usize,
+    /// Bytes of request bodies held at once, server-wide, counted as they arrive.
+    pub body_budget: usize,
     /// After Ctrl-C, how long in-flight requests may take to finish.
     pub drain_timeout: Duration,
 }
@@ -103,6 +107,8 @@ impl ServeOptions {
             max_connections: 1024,
             max_connections_per_client: 256,
             json_budget: (2 * max_body).max(32 << 20),
+            // Four maximal bodies.
+            body_budget: (4 * max_body).max(64 << 20),
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -153,6 +159,8 @@ pub fn run(model: Ensemble, info: ModelInfo, options: ServeOptions) -> Result<()
             std::thread::available_parallelism().map_or(2, |n| n.get()) * 2,
         ),
         json_budget: Semaphore::new(options.json_budget.min(Semaphore::MAX_PERMITS)),
+        body_budget: Semaphore::new(options.body_budget.min(Semaphore::MAX_PERMITS)),
+        body_budget_bytes: options.body_budget,
         model: info,
         arriving,
         trim_due: AtomicBool::new(false),
@@ -219,8 +227,11 @@ async fn serve(state: Arc<AppState>, options: &ServeOptions) -> Result<()> {
             connections::refuse(stream, options.max_connections_per_client);
             continue;
         };
-        let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        // A client that never takes its answers loses the connection after the client timeout,
+        // and none pipelines without end.
+        let stream = stream::WriteDeadline::new(stream, options.limits.body_timeout);
+        let service = stream::Capped::new(TowerToHyperService::new(app.clone()));
+        let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

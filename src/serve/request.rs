@@ -4,13 +4,14 @@
 use super::admission::Ticket;
 use super::error::ApiError;
 use super::json_body::{self, BodyError, Item};
-use super::state::{AppState, RequestLimits};
+use super::state::AppState;
 use crate::data::images;
 use crate::shape::IMAGE_PIXELS;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, StatusCode};
 use base64::Engine;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::sync::SemaphorePermit;
 
 /// What the body holds.
 pub enum Payload {
@@ -60,12 +61,16 @@ pub fn payload_kind(headers: &HeaderMap) -> Result<Payload, ApiError> {
 }
 
 /// Reads the whole body within the size and time limits: 413 past `max_body` (at once when
-/// Content-Length says so), 408 when it does not arrive in time.
-pub async fn read_body(
+/// Content-Length says so), 408 when it does not arrive in time. Its bytes count against the
+/// server-wide body budget as they arrive (all at once when Content-Length declares them): 503
+/// with Retry-After when it is spent. The permit returned holds the bytes' place until the
+/// request is done with them.
+pub async fn read_body<'a>(
     body: Body,
     headers: &HeaderMap,
-    limits: &RequestLimits,
-) -> Result<Bytes, ApiError> {
+    state: &'a AppState,
+) -> Result<(Bytes, SemaphorePermit<'a>), ApiError> {
+    let limits = &state.limits;
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -82,10 +87,22 @@ pub async fn read_body(
     if declared.is_some_and(|length| length > limits.max_body as u64) {
         return Err(too_large());
     }
-    let collected = tokio::time::timeout(
-        limits.body_timeout,
-        Limited::new(body, limits.max_body).collect(),
-    )
+    let mut held = hold_body_bytes(state, declared.unwrap_or(0) as usize)?;
+    let collected = tokio::time::timeout(limits.body_timeout, async {
+        let mut body = Limited::new(body, limits.max_body);
+        let mut bytes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else {
+                continue; // trailers
+            };
+            let beyond = (bytes.len() + data.len()).saturating_sub(held.num_permits());
+            if beyond > 0 {
+                held.merge(hold_body_bytes(state, beyond)?);
+            }
+            bytes.extend_from_slice(&data);
+        }
+        Ok::<_, BodyReadError>(bytes)
+    })
     .await;
     match collected {
         Err(_) => Err(ApiError::new(
@@ -95,19 +112,55 @@ pub async fn read_body(
                 limits.body_timeout.as_secs_f64()
             ),
         )),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(e)) => Err(ApiError::new(
+        Ok(Err(BodyReadError::Budget(e))) => Err(e),
+        Ok(Err(BodyReadError::Read(e))) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(too_large())
+        }
+        Ok(Err(BodyReadError::Read(e))) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("cannot read the body: {e}"),
         )),
-        Ok(Ok(collected)) => {
-            let bytes = collected.to_bytes();
+        Ok(Ok(bytes)) => {
             if bytes.is_empty() {
                 return Err(ApiError::new(StatusCode::BAD_REQUEST, "the body is empty"));
             }
-            Ok(bytes)
+            Ok((Bytes::from(bytes), held))
         }
     }
+}
+
+/// Why a body could not be read whole.
+enum BodyReadError {
+    Read(Box<dyn std::error::Error + Send + Sync>),
+    Budget(ApiError),
+}
+
+impl From<Box<dyn std::error::Error + Send + Sync>> for BodyReadError {
+    fn from(e: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        Self::Read(e)
+    }
+}
+
+impl From<ApiError> for BodyReadError {
+    fn from(e: ApiError) -> Self {
+        Self::Budget(e)
+    }
+}
+
+/// Places for `bytes` more bytes of request bodies, or 503 at once when the server holds its
+/// budget's worth already.
+fn hold_body_bytes(state: &AppState, bytes: usize) -> Result<SemaphorePermit<'_>, ApiError> {
+    let permits = u32::try_from(bytes).unwrap_or(u32::MAX);
+    state.body_budget.try_acquire_many(permits).map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the server holds as many request bodies as it may ({} bytes in all); retry \
+                     shortly",
+                state.body_budget_bytes
+            ),
+        )
+    })
 }
 
 /// A request's fields, admitted: the model's inputs and the ticket that holds their place.

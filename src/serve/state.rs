@@ -55,6 +55,10 @@ pub struct AppState {
     pub decode_slots: Semaphore,
     /// Bytes of JSON parsed at once, server-wide (one permit a byte).
     pub json_budget: Semaphore,
+    /// Bytes of request bodies held at once, server-wide, pictures and JSON alike (one permit a
+    /// byte), and its size.
+    pub body_budget: Semaphore,
+    pub body_budget_bytes: usize,
     pub model: ModelInfo,
     /// Requests whose bodies have arrived and whose fields are being prepared: a batch that is
     /// not full waits for more only while there are some.

@@ -376,3 +376,115 @@ fn serve_warns_when_the_open_file_limit_is_below_max_connections() {
         "{log}"
     );
 }
+
+/// Four addresses each open 16 connections with a 4 KB receive buffer, send 1,000 pipelined
+/// `GET /` and never read. The server holds 64 connections at most (16 per address), so they
+/// take every slot; each is closed once its answers have waited the client timeout (2 s here)
+/// unread, and a fifth address is answered (with the defaults, once 35-40 s of nothing).
+#[test]
+fn clients_that_never_read_lose_their_connections_and_a_fifth_is_served() {
+    let scratch = tempfile::tempdir().unwrap();
+    let model = small_model(scratch.path());
+    let server = Server::start(
+        &[&model],
+        &[
+            "--threads",
+            "1",
+            "--max-connections",
+            "64",
+            "--max-connections-per-client",
+            "16",
+            "--client-timeout",
+            "2",
+        ],
+    );
+    let addr = server.addr;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let pipelined = format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n").repeat(1000);
+    let hogs = runtime.block_on(async {
+        let mut sockets = Vec::new();
+        for client in 2..6 {
+            for _ in 0..16 {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.set_recv_buffer_size(4096).unwrap();
+                socket
+                    .bind(format!("127.0.0.{client}:0").parse().unwrap())
+                    .unwrap();
+                let stream = socket.connect(addr).await.unwrap().into_std().unwrap();
+                // As much as the socket takes without a reader; the rest is never sent.
+                let mut rest = pipelined.as_bytes();
+                while !rest.is_empty() {
+                    match (&stream).write(rest) {
+                        Ok(n) => rest = &rest[n..],
+                        Err(_) => break, // full (would block): the client stops sending
+                    }
+                }
+                sockets.push(stream);
+            }
+        }
+        sockets
+    });
+    // The fifth address: on a fresh connection, within the test's patience.
+    let fifth = std::thread::spawn(move || {
+        let socket = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(60));
+        let mut stream = socket.unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let head = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        read_response(&mut stream)
+    });
+    let health = fifth.join().unwrap();
+    assert_eq!(health.status, 200, "{}", health.text());
+    drop(hogs);
+    drop(runtime);
+}
+
+/// Request bodies count against one server-wide budget while they arrive, pictures and JSON
+/// alike: with four maximal bodies held (their Content-Length declared, their bytes slow to
+/// come), the next body is refused at once with 503 and Retry-After, nothing read; once they are
+/// gone, bodies are taken again.
+#[test]
+fn bodies_held_at_once_are_bounded_server_wide() {
+    let scratch = tempfile::tempdir().unwrap();
+    let model = small_model(scratch.path());
+    let max_body = 16 << 20;
+    let server = Server::start(&[&model], &["--threads", "1", "--client-timeout", "30"]);
+    let addr = server.addr;
+    let slow: Vec<std::net::TcpStream> = (0..4)
+        .map(|i| {
+            let mut stream = connect(addr);
+            let content_type = ["image/png", "application/json"][i % 2];
+            let head = format!(
+                "POST /v1/predict HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\n\
+                 Content-Length: {max_body}\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(&[0u8; 1024]).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let digit = json!({ "pixels": vec![0; 784] }).to_string().into_bytes();
+    let refused = request(
+        addr,
+        "POST",
+        "/v1/predict",
+        &[("Content-Type", "application/json")],
+        &digit,
+    );
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.header("Retry-After"), Some("1"));
+    assert!(
+        refused.error().contains("request bodies"),
+        "{}",
+        refused.text()
+    );
+    drop(slow);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(post(addr, &digit), 200);
+}
