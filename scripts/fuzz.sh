@@ -61,6 +61,33 @@ for name in ("model.ot", "resume.ot"):
     shutil.copy(os.path.join("tests/data/release-0.1.0", name), os.path.join(root, "checkpoint", name))
 save_file({"conv1.weight": torch.zeros(4, 1, 3, 3), "fc.bias": torch.zeros(10)},
           os.path.join(root, "checkpoint", "small.safetensors"), metadata={"architecture": "tutorial"})
+# GPU-written ones (storages tagged cuda:0).
+for run in ("tutorial-cuda", "vgg4-cuda"):
+    shutil.copy(os.path.join("tests/data/cuda-written", run, "model.ot"),
+                os.path.join(root, "checkpoint", f"{run}.ot"))
+
+# The shapes of the second hostile review (issue 27), small: deep nesting, a dict the memo
+# shares grown many times, a long dict and a zip64 end record declaring millions of entries.
+import io, zipfile
+def archive(pickle, storages=()):
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pickle)
+        for key, data in storages:
+            z.writestr(f"archive/data/{key}", data)
+    return out.getvalue()
+zip64_tail = (b"PK\x06\x06" + struct.pack("<QHHII", 44, 45, 45, 0, 0)
+              + struct.pack("<QQQQ", 200_000_000, 200_000_000, 9_200_000_000, 0)
+              + b"PK\x06\x07" + struct.pack("<IQI", 0, 4, 1)
+              + b"PK\x05\x06" + b"\0" * 4 + b"\xff" * 12 + b"\0\0")
+hostile = {
+    "deep.ot": archive(b"\x80\x02)" + b"\x85" * 5000 + b"."),
+    "memo.ot": archive(b"\x80\x02}q\x00" + b"h\x00K\x01K\x02sq\x00" * 500 + b"."),
+    "long-dict.ot": archive(b"\x80\x02}" + b"K\x01K\x02s" * 2000 + b"."),
+    "zip64.ot": b"PK\x03\x04" + zip64_tail,
+}
+for name, data in hostile.items():
+    open(os.path.join(root, "checkpoint", name), "wb").write(data)
 PY
 
 # The fuzz binaries link libtorch (through the library crate) without the main binary's rpath.
