@@ -80,10 +80,20 @@ pub struct Interrupted {
     pub at: StopPoint,
 }
 
-/// A testing aid: `MNIST_CNN_SIGNAL_AT_STEP=N` (or `N:SIGNAL`, the number of INT, TERM, HUP or
-/// KILL) makes the training loop send itself SIGINT (or SIGNAL) right after step N of the run, counted from 1 across
-/// epochs, so that tests can interrupt at an exact step through the real signal path.
+/// A testing aid: `MNIST_CNN_SIGNAL_AT_STEP=N` (or `N:SIGNAL`, the number of INT, TERM or HUP)
+/// makes the training loop send itself SIGINT (or SIGNAL) right after step N of the run,
+/// counted from 1 across epochs, so that tests can interrupt at an exact step through the real
+/// signal path. Any other signal number is ignored, with a warning.
 pub const SIGNAL_AT_STEP_VARIABLE: &str = "MNIST_CNN_SIGNAL_AT_STEP";
+
+/// A testing aid of its own name, since nothing can catch it: `MNIST_CNN_KILL_AT_STEP=N` kills
+/// the process (SIGKILL, as `kill -9` or a power cut) right after step N of the run.
+pub const KILL_AT_STEP_VARIABLE: &str = "MNIST_CNN_KILL_AT_STEP";
+
+/// The step of a test variable, read once per variable.
+fn step_of(variable: &str) -> Option<usize> {
+    std::env::var(variable).ok()?.trim().parse().ok()
+}
 
 /// The (step, signal) of [`SIGNAL_AT_STEP_VARIABLE`], read once.
 fn signal_at_step() -> Option<(usize, i32)> {
@@ -92,12 +102,12 @@ fn signal_at_step() -> Option<(usize, i32)> {
         let value = std::env::var(SIGNAL_AT_STEP_VARIABLE).ok()?;
         let (step, signal) = value.split_once(':').unwrap_or((&value, "2"));
         let signal: i32 = signal.trim().parse().ok()?;
-        // Only the signals a run handles, and SIGKILL (9) for the tests of a kill -9; any other
-        // is ignored rather than sent.
+        // Only the signals a run handles; any other is ignored rather than sent.
         #[cfg(unix)]
-        if !STOPPING.contains(&signal) && signal != signal_hook::consts::SIGKILL {
+        if !STOPPING.contains(&signal) {
             tracing::warn!(
-                "{SIGNAL_AT_STEP_VARIABLE}: signal {signal} is not INT, TERM, HUP or KILL; ignored"
+                "{SIGNAL_AT_STEP_VARIABLE}: signal {signal} is not INT (2), TERM (15) or HUP (1); \
+                 ignored"
             );
             return None;
         }
@@ -105,8 +115,19 @@ fn signal_at_step() -> Option<(usize, i32)> {
     })
 }
 
-/// Sends the signal [`SIGNAL_AT_STEP_VARIABLE`] asks for when `run_step` is its step.
+/// The step of [`KILL_AT_STEP_VARIABLE`], read once.
+fn kill_at_step() -> Option<usize> {
+    static ASKED: OnceLock<Option<usize>> = OnceLock::new();
+    *ASKED.get_or_init(|| step_of(KILL_AT_STEP_VARIABLE))
+}
+
+/// Sends the signal [`SIGNAL_AT_STEP_VARIABLE`] asks for, or the kill [`KILL_AT_STEP_VARIABLE`]
+/// asks for, when `run_step` is its step.
 pub fn raise_if_asked_at_step(run_step: usize) {
+    #[cfg(unix)]
+    if kill_at_step() == Some(run_step) {
+        let _ = signal_hook::low_level::raise(signal_hook::consts::SIGKILL);
+    }
     #[cfg(unix)]
     if let Some((step, signal)) = signal_at_step() {
         if step == run_step {

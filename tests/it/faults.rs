@@ -366,10 +366,14 @@ fn checkpoint_every_steps_bounds_what_a_kill_9_loses() {
             .unwrap(),
     );
     // Killed after step 13 of epoch 2: the last save was after its step 7.
-    let killed = run_signalled(
-        &step_run_args(data.path(), &cut, "tutorial", &every),
-        &format!("{}:9", STEPS_PER_EPOCH + 13),
-    );
+    let killed = tool()
+        .env(
+            mnist_cnn::interrupt::KILL_AT_STEP_VARIABLE,
+            (STEPS_PER_EPOCH + 13).to_string(),
+        )
+        .args(step_run_args(data.path(), &cut, "tutorial", &every))
+        .output()
+        .unwrap();
     assert_eq!(killed.status.code(), None, "killed by a signal");
     assert_eq!(read_json(&cut.join("config.json"))["status"], "running");
     assert_eq!(

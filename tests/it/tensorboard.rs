@@ -206,7 +206,7 @@ fn a_killed_run_resumed_logs_each_step_once_with_the_values_of_an_uninterrupted_
     // step 50, past the saved step 47.
     let cut = runs.path().join("cut");
     let killed = tool()
-        .env(mnist_cnn::interrupt::SIGNAL_AT_STEP_VARIABLE, "53:9")
+        .env(mnist_cnn::interrupt::KILL_AT_STEP_VARIABLE, "53")
         .args(small_run(
             data.path(),
             &cut,
