@@ -76,6 +76,7 @@ impl SettingsFile {
         };
         let is_run_record = !is_toml && map.contains_key("command");
         if is_run_record {
+            refuse_finetune_record(map)?;
             for key in RECORD_ONLY {
                 map.remove(key);
             }
@@ -162,6 +163,24 @@ impl SettingsFile {
     }
 }
 
+/// A fine-tune's record repeated by `train` would start from fresh weights and train something
+/// else altogether; it is refused, naming its parent and the command that fine-tunes it.
+fn refuse_finetune_record(record: &Map<String, Value>) -> Result<()> {
+    if record.get("command").and_then(Value::as_str) != Some("finetune") {
+        return Ok(());
+    }
+    let parent = record
+        .get("parent")
+        .and_then(Value::as_str)
+        .map(|p| p.chars().take(200).collect::<String>())
+        .unwrap_or_else(|| "its starting checkpoint".to_owned());
+    bail!(
+        "it is the record of a fine-tune (command \"finetune\", parent {parent}): train --config \
+         would start from fresh weights instead of repeating it; fine-tune again with \
+         `mnist-cnn finetune --from {parent}` and the settings of the record"
+    );
+}
+
 /// TOML has `nan` and `inf`, which JSON (and so the settings' types) cannot hold: they would
 /// arrive as null. Each is refused by its key, as what it is.
 fn refuse_non_finite(table: &toml::Table) -> Result<()> {
@@ -212,6 +231,24 @@ mod tests {
         assert_eq!(file.architecture, Some(Architecture::Vgg { width: 16 }));
         assert_eq!(file.data.as_deref(), Some(Path::new("elsewhere")));
         assert_eq!(file.validation_split, Some(0.1));
+    }
+
+    /// A fine-tune's config.json (MNIST or pictures) is never repeated as a training run from
+    /// scratch: it is refused, naming the fine-tune's parent.
+    #[test]
+    fn a_finetunes_record_is_refused_naming_its_parent() {
+        for kind in ["mnist", "images"] {
+            let text = format!(
+                "{{\"command\": \"finetune\", \"parent\": \"runs/a/model.ot\", \
+                 \"learning_rate\": 0.0001, \"data\": {{\"kind\": \"{kind}\"}}}}"
+            );
+            let err = format!("{:#}", parse("runs/b/config.json", &text).unwrap_err());
+            assert!(err.contains("record of a fine-tune"), "{err}");
+            assert!(
+                err.contains("mnist-cnn finetune --from runs/a/model.ot"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

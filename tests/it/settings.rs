@@ -126,3 +126,52 @@ fn a_toml_file_sits_between_the_recipe_and_the_flags_and_is_checked() {
         assert_eq!(output.status.code(), Some(1));
     }
 }
+
+/// `train --config` given a fine-tune's config.json never trains from scratch: it refuses,
+/// naming the file, the fine-tune's parent and the command that fine-tunes it, and writes no run.
+#[test]
+fn train_config_refuses_a_finetunes_record() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    write_small_mnist(&data, 64, 16);
+    let parent = scratch.path().join("parent");
+    assert_success(&train_small(&data, &parent, &["--no-report"]));
+    let tuned = scratch.path().join("tuned");
+    let from = parent.join("model.ot");
+    assert_success(&finetune(
+        &from,
+        &data,
+        &tuned,
+        &[
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--epochs",
+            "1",
+            "--no-report",
+        ],
+    ));
+    let replay = scratch.path().join("replay");
+    let config = tuned.join("config.json");
+    let output = mnist_cnn(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        replay.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert_clean_failure(
+        &output,
+        &[
+            "--config",
+            "record of a fine-tune",
+            &format!("mnist-cnn finetune --from {}", from.display()),
+        ],
+    );
+    assert!(!replay.exists());
+}
