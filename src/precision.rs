@@ -78,7 +78,8 @@ impl Precision {
     pub fn check_continuing(self, device: Device) -> Result<()> {
         if self == Self::Fp16 && !device.is_cuda() {
             tracing::warn!(
-                "continuing an fp16 run on the CPU: libtorch's float16 kernels are slow here,                  and the loss scale carries on as saved"
+                "continuing an fp16 run on the CPU: libtorch's float16 kernels are slow here, \
+                 and the loss scale carries on as saved"
             );
             return Ok(());
         }
@@ -159,7 +160,9 @@ pub fn auto(device: Device) -> AutoChoice {
         return pick(
             Precision::Fp32,
             format!(
-                "CUDA device {ordinal} ({capability}): bf16 was measured slower than fp32 for                  these networks on CUDA (0.77x at batch 128 on an H200), so auto keeps fp32                  there; --precision bf16 or fp16 still ask for them"
+                "CUDA device {ordinal} ({capability}): bf16 was measured slower than fp32 for \
+                 these networks on CUDA (0.77x at batch 128 on an H200), so auto keeps fp32 \
+                 there; --precision bf16 or fp16 still ask for them"
             ),
         );
     }

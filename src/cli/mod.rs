@@ -53,7 +53,8 @@ enum Command {
     /// Predict the digit in each picture (PNG, JPEG, GIF, BMP or WebP), with its probability and
     /// the runners-up.
     Predict(predict::PredictArgs),
-    /// Export a checkpoint as safetensors or npz (PyTorch state-dict names) or TorchScript.
+    /// Export a checkpoint as safetensors or npz (PyTorch state-dict names), TorchScript, or
+    /// ONNX (one model, or several averaged in one graph).
     Export(export::ExportArgs),
     /// Draw a run's training curves, confusion matrix, most confident mistakes and first-layer
     /// filters as PNG, and write them with the tables into one self-contained report.html.

@@ -57,7 +57,7 @@ pub struct TrainArgs {
     pub patience: Option<usize>,
 
     /// Continue the run in RUN_DIR (interrupted, or finished and to be extended with a larger
-    /// --epochs) from its last completed epoch, with its own settings, data and random state;
+    /// --epochs) from the step it stopped at, with its own settings, data and random state;
     /// on the CPU with the same thread count it ends bit-identical to an uninterrupted run.
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["recipe", "arch", "lr", "val_split", "config", "patience"])]
     pub resume: Option<PathBuf>,
@@ -140,7 +140,8 @@ fn resume(dir: &Path, args: &TrainArgs) -> Result<()> {
     }
     if let Some(precision) = args.session.compute.precision {
         bail!(
-            "--resume {}: the run continues in its own precision; --precision {} cannot be given              with it",
+            "--resume {}: the run continues in its own precision; --precision {} cannot be given \
+             with it",
             dir.display(),
             precision.name()
         );
@@ -179,7 +180,9 @@ fn resume_device(compute: &DeviceArgs, resumable: &Resumable) -> Result<Device> 
             let count = tch::Cuda::device_count();
             ensure!(
                 (index as i64) < count,
-                "--resume {}: the run was trained on {} ({}: device), which this machine does                  not have ({}); pass --device cpu to continue it on the CPU (its state moves                  over whole, but the results are not bit-identical to an uninterrupted run)",
+                "--resume {}: the run was trained on {} ({}: device), which this machine does \
+                 not have ({}); pass --device cpu to continue it on the CPU (its state moves \
+                 over whole, but the results are not bit-identical to an uninterrupted run)",
                 resumable.folder.path().display(),
                 DeviceName(recorded),
                 config_path.display(),
@@ -193,7 +196,9 @@ fn resume_device(compute: &DeviceArgs, resumable: &Resumable) -> Result<Device> 
     let device = compute.resolve_or(DeviceChoice::from(recorded))?;
     if device != recorded {
         warn!(
-            "continuing a run trained on {} on {}: the weights, optimizer state, loss scale and              weight average move over, but the results are not bit-identical to an              uninterrupted run on {}",
+            "continuing a run trained on {} on {}: the weights, optimizer state, loss scale and \
+             weight average move over, but the results are not bit-identical to an \
+             uninterrupted run on {}",
             DeviceName(recorded),
             DeviceName(device),
             DeviceName(recorded)

@@ -7,6 +7,8 @@
 //! - [`safetensors`]: the safetensors writer with metadata;
 //! - [`export`]: safetensors, npz, TorchScript and ONNX ([`onnx`]) for use outside this tool;
 //! - [`inputs`]: the files a command reads, which its outputs may not replace;
+//! - [`settings_file`]: `train --config`'s TOML file or run record;
+//! - [`tensorboard`]: the run's TensorBoard event files;
 //! - [`run_folder`] and [`run_config`]: the run folder (`config.json`, `metrics.jsonl`,
 //!   `model.ot`, `resume.ot`), its one reader and writer.
 //!

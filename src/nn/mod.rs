@@ -5,7 +5,9 @@
 //! - [`tutorial`]: the Keras tutorial's two-convolution CNN, initialised as Keras does;
 //! - [`vgg`]: batch-normalised 3×3 convolutions in three stages;
 //! - [`names`]: `conv1.weight`, `bn1.running_mean`, `fc.bias`: which layer a tensor belongs to;
-//! - [`layout`]: channels-last kernels, for speed.
+//! - [`layout`]: channels-last kernels, for speed;
+//! - [`summary`]: layers, output shapes, parameters and multiply-adds, as Keras's
+//!   `model.summary()`.
 
 pub mod architecture;
 pub mod layout;

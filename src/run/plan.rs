@@ -99,7 +99,8 @@ impl Resumable {
         let done = self.state.completed_epochs()?;
         ensure!(
             done < options.epochs.count(),
-            "--resume {}: the run has already completed {done} of {} epochs; pass --epochs with              a larger total to train further",
+            "--resume {}: the run has already completed {done} of {} epochs; pass --epochs with \
+             a larger total to train further",
             self.folder.path().display(),
             options.epochs
         );

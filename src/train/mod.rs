@@ -1,6 +1,7 @@
-//! Training, in memory: the loop shared by `train` and `finetune` (Adam on cross-entropy, the
-//! data reshuffled each epoch from the seed, an optional learning-rate schedule, augmentation,
-//! label smoothing, frozen layers and weight averaging, and an evaluation after each epoch).
+//! Training, in memory: the loop shared by `train` and `finetune` (Adam, AdamW or SGD on
+//! cross-entropy, the data reshuffled each epoch from the seed, an optional learning-rate
+//! schedule, augmentation, label smoothing, frozen layers and weight averaging, and an
+//! evaluation after each epoch).
 //! Nothing here touches the disk: each finished epoch goes to an [`EpochSink`], which the run
 //! (see [`crate::run`]) implements by writing the run folder.
 //!
@@ -11,7 +12,8 @@
 //! - [`sink`]: where the loop hands its epochs and step samples;
 //! - [`best`]: best-epoch selection and patience;
 //! - [`average`]: the weight average;
-//! - [`state`]: the training state a resumed run starts from.
+//! - [`state`]: the training state a resumed run starts from;
+//! - [`lr_find`]: the learning-rate range test (`lr-find`).
 
 pub mod average;
 pub mod best;
