@@ -11,8 +11,8 @@ use crate::io::run_folder::config_beside;
 use crate::io::RunCommand;
 use crate::run::{self, Start};
 use crate::train::{rules, Epochs, Freeze, TrainOptions};
-use anyhow::{ensure, Result};
-use std::path::PathBuf;
+use anyhow::{bail, ensure, Result};
+use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
 const DEFAULT_VALIDATION_SPLIT: f64 = 0.1;
@@ -21,8 +21,13 @@ const DEFAULT_VALIDATION_SPLIT: f64 = 0.1;
 pub struct FinetuneArgs {
     /// The checkpoint to start from: a `.ot` from a run, or a `.safetensors` state dict (one
     /// saved from the equivalent PyTorch module works).
-    #[arg(long, value_name = "PATH")]
-    pub from: PathBuf,
+    #[arg(long, value_name = "PATH", required_unless_present = "resume")]
+    pub from: Option<PathBuf>,
+
+    /// An interrupted fine-tune goes on with `mnist-cnn train --resume RUN_DIR`, as every run
+    /// does; given here, this says so.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "from")]
+    pub resume: Option<PathBuf>,
 
     /// Passes over the training data.
     #[arg(long, default_value = "3", value_parser = values::epochs(), allow_negative_numbers = true)]
@@ -57,20 +62,31 @@ pub struct FinetuneArgs {
 
 pub fn run(args: &FinetuneArgs) -> Result<()> {
     let session = &args.session;
+    if let Some(dir) = &args.resume {
+        bail!(
+            "--resume {}: a fine-tune goes on like any run, with `mnist-cnn train --resume {}` \
+             (its own settings, data and starting checkpoint come from its folder)",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let Some(from) = args.from.as_deref() else {
+        bail!("--from PATH: the checkpoint to fine-tune is required");
+    };
     ensure!(
-        args.from.exists(),
+        from.exists(),
         "--from {}: no such checkpoint file",
-        args.from.display()
+        from.display()
     );
     if let Some(out) = &session.out {
         // --overwrite would remove the checkpoint the run starts from.
-        let parent = args.from.parent().filter(|p| !p.as_os_str().is_empty());
+        let parent = from.parent().filter(|p| !p.as_os_str().is_empty());
         let parent = parent.unwrap_or(std::path::Path::new("."));
         ensure!(
             !fsutil::same_file(out, parent),
             "--out {}: the folder holds the --from checkpoint {}; choose another folder",
             out.display(),
-            args.from.display()
+            from.display()
         );
     }
     let device = session.compute.resolve()?;
@@ -85,7 +101,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
             )
         }
         None => {
-            let validation = mnist_validation(args)?;
+            let validation = mnist_validation(args, from)?;
             held_out = validation.unseen;
             session.data_spec(
                 DataSource::Mnist(session.data_dir(None)),
@@ -97,7 +113,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         warn!(
             "the validation images were trained on by {}: the run delivers its last epoch{} \
              rather than choosing by them (config.json: choose_by_validation false)",
-            args.from.display(),
+            from.display(),
             if session.ema.is_some() {
                 " (the weight average)"
             } else {
@@ -112,7 +128,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         precision: session.compute.precision(device)?,
         ..session.train_options(TrainOptions::default(), Some(args.epochs), Some(args.lr))
     };
-    let start = Start::Checkpoint(args.from.clone());
+    let start = Start::Checkpoint(from.to_owned());
     let plan = session.run_plan(RunCommand::Finetune, start, data, options, device);
     finish_run(run::execute(plan)?, session)
 }
@@ -129,8 +145,8 @@ const DEFAULT_SEED: u64 = 42;
 /// The MNIST validation split. The starting checkpoint has usually trained on MNIST's training
 /// images; validating on images it learned would reward memorisation, so when its run held a
 /// validation split out (`train --val-split`), the same images are held out here.
-fn mnist_validation(args: &FinetuneArgs) -> Result<Validation> {
-    let parent = config_beside(&args.from)?.filter(|c| c.data.kind == DataKind::Mnist);
+fn mnist_validation(args: &FinetuneArgs, from: &Path) -> Result<Validation> {
+    let parent = config_beside(from)?.filter(|c| c.data.kind == DataKind::Mnist);
     let parent_split = parent.as_ref().and_then(|c| c.data.held_out());
     let seed = args.session.seed.unwrap_or(DEFAULT_SEED);
     let seen = |split| Validation {
@@ -159,7 +175,7 @@ fn mnist_validation(args: &FinetuneArgs) -> Result<Validation> {
         (fraction, None) => {
             warn!(
                 "{} was trained without a held-out validation split (train --val-split): the validation images were trained on, so validation accuracy rewards memorisation",
-                args.from.display()
+                from.display()
             );
             seen(
                 args.session

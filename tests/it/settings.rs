@@ -175,3 +175,58 @@ fn train_config_refuses_a_finetunes_record() {
     );
     assert!(!replay.exists());
 }
+
+/// An interrupted fine-tune goes on with `train --resume`, as every run does (its stop message
+/// says so), and `finetune --resume` points there instead of failing on an unknown flag.
+#[test]
+fn a_finetune_resumes_with_train_resume_and_finetune_resume_says_so() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    write_small_mnist(&data, 320, 16);
+    let parent = scratch.path().join("parent");
+    assert_success(&train_small(&data, &parent, &["--no-report"]));
+    let tuned = scratch.path().join("tuned");
+    let args = [
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--no-report",
+    ];
+    let stopped = tool()
+        .env(mnist_cnn::interrupt::SIGNAL_AT_STEP_VARIABLE, "5")
+        .args([
+            "finetune",
+            "--from",
+            parent.join("model.ot").to_str().unwrap(),
+        ])
+        .args([
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            tuned.to_str().unwrap(),
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(stopped.status.code(), Some(130), "{}", stderr(&stopped));
+    let hint = format!("mnist-cnn train --resume {}", tuned.display());
+    assert!(stderr(&stopped).contains(&hint), "{}", stderr(&stopped));
+
+    let misdirected = mnist_cnn(&["finetune", "--resume", tuned.to_str().unwrap()]);
+    assert_clean_failure(&misdirected, &["--resume", &hint]);
+    assert_eq!(
+        read_json(&tuned.join("config.json"))["status"],
+        "interrupted"
+    );
+
+    let resumed = mnist_cnn(&["train", "--resume", tuned.to_str().unwrap(), "--no-report"]);
+    assert_success(&resumed);
+    let config = read_json(&tuned.join("config.json"));
+    assert_eq!(config["status"], "completed");
+    assert_eq!(config["command"], "finetune");
+}
