@@ -5,11 +5,13 @@
 use super::args::SessionArgs;
 use super::output::finish_run;
 use super::values;
-use crate::data::dataset::{self, DataKind, DataSource, HeldOut};
+use crate::data::dataset::{self, DataKind, DataSource, DataSpec, HeldOut};
 use crate::fsutil;
-use crate::io::run_folder::config_beside;
-use crate::io::RunCommand;
+use crate::io::run_folder::{config_beside, read_config_file};
+use crate::io::settings_file::SettingsFile;
+use crate::io::{RunCommand, RunConfig};
 use crate::run::{self, Start};
+use crate::runtime;
 use crate::train::{rules, Epochs, Freeze, TrainOptions};
 use anyhow::{bail, ensure, Result};
 use std::path::{Path, PathBuf};
@@ -21,25 +23,33 @@ const DEFAULT_VALIDATION_SPLIT: f64 = 0.1;
 pub struct FinetuneArgs {
     /// The checkpoint to start from: a `.ot` from a run, or a `.safetensors` state dict (one
     /// saved from the equivalent PyTorch module works).
-    #[arg(long, value_name = "PATH", required_unless_present = "resume")]
+    #[arg(long, value_name = "PATH", required_unless_present_any = ["resume", "config"])]
     pub from: Option<PathBuf>,
+
+    /// Take the settings from FILE: a fine-tune's config.json, which is replayed as it ran (its
+    /// parent, data, split and settings; only --out, --overwrite, --device, --threads, --json,
+    /// --no-report and --no-tensorboard may be given with it: on the CPU with the same thread
+    /// count the weights come out bit-identical), or a TOML file of config.json's keys, between
+    /// the defaults and the flags.
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    pub config: Option<PathBuf>,
 
     /// An interrupted fine-tune goes on with `mnist-cnn train --resume RUN_DIR`, as every run
     /// does; given here, this says so.
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "from")]
     pub resume: Option<PathBuf>,
 
-    /// Passes over the training data.
-    #[arg(long, default_value = "3", value_parser = values::epochs(), allow_negative_numbers = true)]
-    pub epochs: Epochs,
+    /// Passes over the training data [default: 3].
+    #[arg(long, value_parser = values::epochs(), allow_negative_numbers = true)]
+    pub epochs: Option<Epochs>,
 
-    /// The optimizer's learning rate (the peak rate under a schedule).
-    #[arg(long, default_value_t = 1e-4, value_parser = values::number(rules::LEARNING_RATE), allow_negative_numbers = true)]
-    pub lr: f64,
+    /// The optimizer's learning rate (the peak rate under a schedule) [default: 1e-4].
+    #[arg(long, value_parser = values::number(rules::LEARNING_RATE), allow_negative_numbers = true)]
+    pub lr: Option<f64>,
 
-    /// Layers that get no gradient.
-    #[arg(long, value_parser = values::choice::<Freeze>(), default_value_t = Freeze::None)]
-    pub freeze: Freeze,
+    /// Layers that get no gradient [default: none].
+    #[arg(long, value_parser = values::choice::<Freeze>())]
+    pub freeze: Option<Freeze>,
 
     /// Train on labelled pictures laid out as DIR/0/*, …, DIR/9/* (PNG, JPEG, GIF, BMP or WebP;
     /// any size) instead of MNIST.
@@ -61,7 +71,6 @@ pub struct FinetuneArgs {
 }
 
 pub fn run(args: &FinetuneArgs) -> Result<()> {
-    let session = &args.session;
     if let Some(dir) = &args.resume {
         bail!(
             "--resume {}: a fine-tune goes on like any run, with `mnist-cnn train --resume {}` \
@@ -70,6 +79,13 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
             dir.display()
         );
     }
+    let file = match &args.config {
+        Some(path) if path.extension().is_some_and(|e| e == "toml") => {
+            Some(SettingsFile::read(path)?)
+        }
+        Some(path) => return replay(args, path, read_config_file(path)?),
+        None => None,
+    };
     let Some(from) = args.from.as_deref() else {
         bail!("--from PATH: the checkpoint to fine-tune is required");
     };
@@ -78,37 +94,22 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         "--from {}: no such checkpoint file",
         from.display()
     );
-    if let Some(out) = &session.out {
-        // --overwrite would remove the checkpoint the run starts from.
-        let parent = from.parent().filter(|p| !p.as_os_str().is_empty());
-        let parent = parent.unwrap_or(std::path::Path::new("."));
-        ensure!(
-            !fsutil::same_file(out, parent),
-            "--out {}: the folder holds the --from checkpoint {}; choose another folder",
-            out.display(),
-            from.display()
-        );
+    let session = &args.session;
+    refuse_out_holding(session, from)?;
+    let mut compute = session.compute.clone();
+    if let (None, Some(file)) = (compute.threads, &file) {
+        if let Some(threads) = file.threads {
+            runtime::check_threads(&format!("{}: threads", file.path.display()), threads)?;
+            compute.threads = Some(threads);
+        }
     }
-    let device = session.compute.resolve()?;
-    // Pictures of a folder are never in MNIST, which the starting model learned.
-    let mut held_out = true;
-    let data = match &args.images {
-        Some(dir) => {
-            let fraction = args.val_split.unwrap_or(DEFAULT_VALIDATION_SPLIT);
-            session.data_spec(
-                DataSource::Images(dir.clone()),
-                Some(session.held_out(fraction, DEFAULT_SEED)),
-            )
-        }
-        None => {
-            let validation = mnist_validation(args, from)?;
-            held_out = validation.unseen;
-            session.data_spec(
-                DataSource::Mnist(session.data_dir(None)),
-                Some(validation.split),
-            )
-        }
+    let device = compute.resolve()?;
+    // Flags over the file, the file over a fine-tune's defaults.
+    let base = match &file {
+        Some(file) => file.apply(finetune_defaults())?,
+        None => finetune_defaults(),
     };
+    let (data, held_out) = finetune_data(args, from, file.as_ref(), base.seed)?;
     if !held_out {
         warn!(
             "the validation images were trained on by {}: the run delivers its last epoch{} \
@@ -122,15 +123,62 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         );
     }
     let options = TrainOptions {
-        freeze: args.freeze,
+        freeze: args.freeze.unwrap_or(base.freeze),
         choose_by_validation: held_out,
-        patience: args.patience,
-        precision: session.compute.precision(device)?,
-        ..session.train_options(TrainOptions::default(), Some(args.epochs), Some(args.lr))
+        patience: args.patience.or(base.patience),
+        precision: compute.precision_over(base.precision, device)?,
+        ..session.train_options(base, args.epochs, args.lr)
     };
     let start = Start::Checkpoint(from.to_owned());
     let plan = session.run_plan(RunCommand::Finetune, start, data, options, device);
     finish_run(run::execute(plan)?, session)
+}
+
+/// --out may not be the folder of the checkpoint the run starts from: --overwrite would remove
+/// it.
+fn refuse_out_holding(session: &SessionArgs, from: &Path) -> Result<()> {
+    if let Some(out) = &session.out {
+        let parent = from.parent().filter(|p| !p.as_os_str().is_empty());
+        let parent = parent.unwrap_or(Path::new("."));
+        ensure!(
+            !fsutil::same_file(out, parent),
+            "--out {}: the folder holds the --from checkpoint {}; choose another folder",
+            out.display(),
+            from.display()
+        );
+    }
+    Ok(())
+}
+
+/// The fine-tune's data (a picture folder, or MNIST: --data, else the settings file's, else
+/// data/mnist), with its validation split; and whether the starting model never trained on
+/// that split (pictures of a folder are never in MNIST, which it learned).
+fn finetune_data(
+    args: &FinetuneArgs,
+    from: &Path,
+    file: Option<&SettingsFile>,
+    seed: u64,
+) -> Result<(DataSpec, bool)> {
+    let session = &args.session;
+    let val_split = args.val_split.or(file.and_then(|f| f.validation_split));
+    let mut data = match &args.images {
+        Some(dir) => {
+            let fraction = val_split.unwrap_or(DEFAULT_VALIDATION_SPLIT);
+            let split = session.held_out(fraction, seed);
+            (
+                session.data_spec(DataSource::Images(dir.clone()), Some(split)),
+                true,
+            )
+        }
+        None => {
+            let validation = mnist_validation(session, val_split, from, seed)?;
+            let dir = session.data_dir(file.and_then(|f| f.data.as_deref()));
+            let spec = session.data_spec(DataSource::Mnist(dir), Some(validation.split));
+            (spec, validation.unseen)
+        }
+    };
+    data.0.limit = data.0.limit.or(file.and_then(|f| f.limit));
+    Ok(data)
 }
 
 /// A validation split, and whether the starting model never trained on it.
@@ -139,21 +187,23 @@ struct Validation {
     unseen: bool,
 }
 
-/// The seed when --seed is not given: the default run's.
-const DEFAULT_SEED: u64 = 42;
-
 /// The MNIST validation split. The starting checkpoint has usually trained on MNIST's training
 /// images; validating on images it learned would reward memorisation, so when its run held a
 /// validation split out (`train --val-split`), the same images are held out here.
-fn mnist_validation(args: &FinetuneArgs, from: &Path) -> Result<Validation> {
+fn mnist_validation(
+    session: &SessionArgs,
+    val_split: Option<f64>,
+    from: &Path,
+    base_seed: u64,
+) -> Result<Validation> {
     let parent = config_beside(from)?.filter(|c| c.data.kind == DataKind::Mnist);
     let parent_split = parent.as_ref().and_then(|c| c.data.held_out());
-    let seed = args.session.seed.unwrap_or(DEFAULT_SEED);
+    let seed = session.seed.unwrap_or(base_seed);
     let seen = |split| Validation {
         split,
         unseen: false,
     };
-    Ok(match (args.val_split, parent_split) {
+    Ok(match (val_split, parent_split) {
         (None, Some(split)) => {
             info!(
                 "validating on the starting run's held-out split ({:.0}% of the training images, seed {}), which it never trained on",
@@ -170,21 +220,83 @@ fn mnist_validation(args: &FinetuneArgs, from: &Path) -> Result<Validation> {
                 "--val-split {fraction} with seed {seed} differs from the starting run's held-out split ({}, seed {}): some validation images were trained on",
                 split.fraction, split.seed
             );
-            seen(args.session.held_out(fraction, DEFAULT_SEED))
+            seen(session.held_out(fraction, base_seed))
         }
         (fraction, None) => {
             warn!(
                 "{} was trained without a held-out validation split (train --val-split): the validation images were trained on, so validation accuracy rewards memorisation",
                 from.display()
             );
-            seen(
-                args.session
-                    .held_out(fraction.unwrap_or(DEFAULT_VALIDATION_SPLIT), DEFAULT_SEED),
-            )
+            seen(session.held_out(fraction.unwrap_or(DEFAULT_VALIDATION_SPLIT), base_seed))
         }
         (Some(fraction), Some(_)) => Validation {
-            split: args.session.held_out(fraction, DEFAULT_SEED),
+            split: session.held_out(fraction, base_seed),
             unseen: true,
         },
     })
+}
+
+/// What a fine-tune starts from when no flag says otherwise: 3 epochs at a tenth of the
+/// tutorial's rate.
+fn finetune_defaults() -> TrainOptions {
+    TrainOptions {
+        epochs: Epochs(3.0),
+        learning_rate: 1e-4,
+        ..TrainOptions::default()
+    }
+}
+
+/// Whether any flag that sets a fine-tune's settings, data or start was given (refused when a
+/// fine-tune's record is replayed).
+fn sets_finetune_settings(args: &FinetuneArgs) -> bool {
+    args.session.sets_run_settings()
+        || args.from.is_some()
+        || args.epochs.is_some()
+        || args.lr.is_some()
+        || args.freeze.is_some()
+        || args.images.is_some()
+        || args.val_split.is_some()
+        || args.patience.is_some()
+        || args.session.compute.precision.is_some()
+}
+
+/// `finetune --config RUN/config.json`: the fine-tune the record describes, run again into
+/// --out: its parent, its data and exact validation split, its settings and thread count.
+fn replay(args: &FinetuneArgs, path: &Path, record: RunConfig) -> Result<()> {
+    ensure!(
+        record.command == RunCommand::Finetune,
+        "--config {}: it is the record of a training run; repeat it with `mnist-cnn train \
+         --config {}`",
+        path.display(),
+        path.display()
+    );
+    ensure!(
+        !sets_finetune_settings(args),
+        "--config {}: a fine-tune's record is replayed with its own settings; only --out, \
+         --overwrite, --device, --threads, --json, --no-report and --no-tensorboard may be given \
+         with it (a TOML file takes settings under the flags)",
+        path.display()
+    );
+    let Some(parent) = record.parent.clone() else {
+        bail!(
+            "--config {}: the record names no parent checkpoint to fine-tune",
+            path.display()
+        );
+    };
+    let session = &args.session;
+    refuse_out_holding(session, &parent)?;
+    let mut compute = session.compute.clone();
+    if compute.threads.is_none() && record.device.is_cpu() {
+        // The same thread count keeps the CPU run bit-identical.
+        compute.threads = usize::try_from(record.threads).ok();
+    }
+    let device = compute.resolve()?;
+    let plan = session.run_plan(
+        RunCommand::Finetune,
+        Start::Checkpoint(parent),
+        record.data.spec(),
+        record.options.clone(),
+        device,
+    );
+    finish_run(run::execute(plan)?, session)
 }

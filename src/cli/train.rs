@@ -65,7 +65,8 @@ pub struct TrainArgs {
     /// Take the settings from FILE: a TOML file, or a run's config.json (whose record-only
     /// keys are ignored), with config.json's key names. Flags given explicitly override it, and
     /// it overrides the recipe. `train --config runs/X/config.json --out runs/Y` repeats run X
-    /// (with its thread count unless --threads is given); a fine-tune's config.json is refused.
+    /// (with its thread count unless --threads is given); a fine-tune's config.json is refused
+    /// (`finetune --config` replays it).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 

@@ -212,8 +212,7 @@ impl RunFolder {
                 self.path.display()
             );
         }
-        let text = fsutil::read_text_limited(&path, MAX_CONFIG_BYTES, "run configuration")?;
-        RunConfig::parse(&text).with_context(|| format!("{}", path.display()))
+        read_config_file(&path)
     }
 
     /// Rewrites `metrics.jsonl` with all records so far (atomically, so it is never cut short).
@@ -240,6 +239,12 @@ pub fn config_beside(checkpoint: &Path) -> Result<Option<RunConfig>> {
         return Ok(None);
     }
     folder.read_config().map(Some)
+}
+
+/// A run's record at `path` (a config.json, wherever it lies), checked like flags.
+pub fn read_config_file(path: &Path) -> Result<RunConfig> {
+    let text = fsutil::read_text_limited(path, MAX_CONFIG_BYTES, "run configuration")?;
+    RunConfig::parse(&text).with_context(|| format!("{}", path.display()))
 }
 
 /// Reads a `metrics.jsonl`, naming the line that does not parse.

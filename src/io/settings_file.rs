@@ -176,8 +176,8 @@ fn refuse_finetune_record(record: &Map<String, Value>) -> Result<()> {
         .unwrap_or_else(|| "its starting checkpoint".to_owned());
     bail!(
         "it is the record of a fine-tune (command \"finetune\", parent {parent}): train --config \
-         would start from fresh weights instead of repeating it; fine-tune again with \
-         `mnist-cnn finetune --from {parent}` and the settings of the record"
+         would start from fresh weights instead of repeating it; replay it with `mnist-cnn \
+         finetune --config` on this file"
     );
 }
 
@@ -244,10 +244,8 @@ mod tests {
             );
             let err = format!("{:#}", parse("runs/b/config.json", &text).unwrap_err());
             assert!(err.contains("record of a fine-tune"), "{err}");
-            assert!(
-                err.contains("mnist-cnn finetune --from runs/a/model.ot"),
-                "{err}"
-            );
+            assert!(err.contains("parent runs/a/model.ot"), "{err}");
+            assert!(err.contains("mnist-cnn finetune --config"), "{err}");
         }
     }
 

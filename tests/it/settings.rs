@@ -170,10 +170,146 @@ fn train_config_refuses_a_finetunes_record() {
         &[
             "--config",
             "record of a fine-tune",
-            &format!("mnist-cnn finetune --from {}", from.display()),
+            &format!("parent {}", from.display()),
+            "mnist-cnn finetune --config",
         ],
     );
     assert!(!replay.exists());
+
+    // The command it names replays it, bit for bit on the CPU.
+    assert_success(&mnist_cnn(&[
+        "finetune",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        replay.to_str().unwrap(),
+        "--no-report",
+    ]));
+    assert_same_tensors(&tuned.join("model.ot"), &replay.join("model.ot"));
+    assert_same_tensors(&tuned.join("resume.ot"), &replay.join("resume.ot"));
+    let (a, b) = (read_json(&config), read_json(&replay.join("config.json")));
+    for key in [
+        "parent",
+        "data",
+        "learning_rate",
+        "epochs",
+        "seed",
+        "threads",
+    ] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+}
+
+/// `finetune --config` replays a fine-tune on a picture folder bit for bit too (its exact
+/// validation split, drawn from the record); it refuses a training run's record (naming `train
+/// --config`) and flags that would change the replay; and a TOML file sits between a
+/// fine-tune's defaults and the flags.
+#[test]
+fn finetune_config_replays_picture_folder_runs_and_takes_toml_settings() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    write_small_mnist(&data, 64, 16);
+    let parent = scratch.path().join("parent");
+    assert_success(&train_small(&data, &parent, &["--no-report"]));
+    let pictures = scratch.path().join("pictures");
+    for label in 0..10u8 {
+        let class = pictures.join(label.to_string());
+        fs::create_dir_all(&class).unwrap();
+        for i in 0..6usize {
+            let pixels: Vec<u8> = (0..784)
+                .map(|p| 255 - pattern_image(i * 10 + label as usize, label, p))
+                .collect();
+            image::GrayImage::from_raw(28, 28, pixels)
+                .unwrap()
+                .save(class.join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let from = parent.join("model.ot");
+    let tuned = scratch.path().join("tuned");
+    let cpu = ["--device", "cpu", "--threads", "1", "--no-report"];
+    assert_success(&finetune(
+        &from,
+        &data,
+        &tuned,
+        &[
+            &cpu[..],
+            &[
+                "--images",
+                pictures.to_str().unwrap(),
+                "--val-split",
+                "0.25",
+            ],
+            &["--epochs", "2", "--batch-size", "8", "--seed", "7"],
+        ]
+        .concat(),
+    ));
+    let config = tuned.join("config.json");
+    let replay = scratch.path().join("replay");
+    let replayed = mnist_cnn(&[
+        "finetune",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        replay.to_str().unwrap(),
+        "--no-report",
+    ]);
+    assert_success(&replayed);
+    assert_same_tensors(&tuned.join("model.ot"), &replay.join("model.ot"));
+    assert_eq!(
+        read_json(&config)["data"],
+        read_json(&replay.join("config.json"))["data"]
+    );
+
+    let changed = mnist_cnn(&[
+        "finetune",
+        "--config",
+        config.to_str().unwrap(),
+        "--lr",
+        "0.1",
+        "--out",
+        scratch.path().join("changed").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&changed, &["--config", "replayed with its own settings"]);
+    let training = parent.join("config.json");
+    let wrong = mnist_cnn(&[
+        "finetune",
+        "--config",
+        training.to_str().unwrap(),
+        "--out",
+        scratch.path().join("wrong").to_str().unwrap(),
+    ]);
+    assert_clean_failure(
+        &wrong,
+        &["record of a training run", "mnist-cnn train --config"],
+    );
+
+    let toml = scratch.path().join("tune.toml");
+    fs::write(
+        &toml,
+        "epochs = 1\nlearning_rate = 0.0005\nfreeze = \"conv1\"\n",
+    )
+    .unwrap();
+    let tomled = scratch.path().join("tomled");
+    let output = mnist_cnn(
+        &[
+            &["finetune", "--config", toml.to_str().unwrap()][..],
+            &[
+                "--from",
+                from.to_str().unwrap(),
+                "--data",
+                data.to_str().unwrap(),
+            ],
+            &["--out", tomled.to_str().unwrap(), "--lr", "0.0002"],
+            &cpu[..],
+        ]
+        .concat(),
+    );
+    assert_success(&output);
+    let recorded = read_json(&tomled.join("config.json"));
+    assert_eq!(recorded["epochs"], 1.0);
+    assert_eq!(recorded["learning_rate"], 0.0002, "the flag over the file");
+    assert_eq!(recorded["freeze"], "conv1");
 }
 
 /// An interrupted fine-tune goes on with `train --resume`, as every run does (its stop message
