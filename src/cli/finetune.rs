@@ -287,8 +287,11 @@ fn replay(args: &FinetuneArgs, path: &Path, record: RunConfig) -> Result<()> {
     refuse_out_holding(session, &parent)?;
     let mut compute = session.compute.clone();
     if compute.threads.is_none() && record.device.is_cpu() {
-        // The same thread count keeps the CPU run bit-identical.
-        compute.threads = usize::try_from(record.threads).ok();
+        // The same thread count keeps the CPU run bit-identical; checked here, so that a bad
+        // count names the record's key, not a flag never given.
+        let threads = usize::try_from(record.threads).unwrap_or(0);
+        runtime::check_threads(&format!("{}: threads", path.display()), threads)?;
+        compute.threads = Some(threads);
     }
     let device = compute.resolve()?;
     let plan = session.run_plan(
