@@ -49,6 +49,17 @@ impl DeviceArgs {
             .resolve(device)
     }
 
+    /// --threads when given, else `recorded`: a settings file's or a run record's thread count,
+    /// checked here as that file's key (`source` names the file), so that a bad count names it
+    /// rather than a flag never given.
+    pub fn threads_or(&mut self, recorded: Option<usize>, source: &std::path::Path) -> Result<()> {
+        if let (None, Some(threads)) = (self.threads, recorded) {
+            crate::runtime::check_threads(&format!("{}: threads", source.display()), threads)?;
+            self.threads = Some(threads);
+        }
+        Ok(())
+    }
+
     /// Applies the thread setting and resolves the device on this machine (--device, else
     /// auto).
     pub fn resolve(&self) -> Result<tch::Device> {

@@ -11,7 +11,6 @@ use crate::io::run_folder::{config_beside, read_config_file};
 use crate::io::settings_file::SettingsFile;
 use crate::io::{RunCommand, RunConfig};
 use crate::run::{self, Start};
-use crate::runtime;
 use crate::train::{rules, Epochs, Freeze, TrainOptions};
 use anyhow::{bail, ensure, Result};
 use std::path::{Path, PathBuf};
@@ -97,11 +96,8 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     let session = &args.session;
     refuse_out_holding(session, from)?;
     let mut compute = session.compute.clone();
-    if let (None, Some(file)) = (compute.threads, &file) {
-        if let Some(threads) = file.threads {
-            runtime::check_threads(&format!("{}: threads", file.path.display()), threads)?;
-            compute.threads = Some(threads);
-        }
+    if let Some(file) = &file {
+        compute.threads_or(file.threads, &file.path)?;
     }
     let device = compute.resolve()?;
     // Flags over the file, the file over a fine-tune's defaults.
@@ -286,12 +282,9 @@ fn replay(args: &FinetuneArgs, path: &Path, record: RunConfig) -> Result<()> {
     let session = &args.session;
     refuse_out_holding(session, &parent)?;
     let mut compute = session.compute.clone();
-    if compute.threads.is_none() && record.device.is_cpu() {
-        // The same thread count keeps the CPU run bit-identical; checked here, so that a bad
-        // count names the record's key, not a flag never given.
-        let threads = usize::try_from(record.threads).unwrap_or(0);
-        runtime::check_threads(&format!("{}: threads", path.display()), threads)?;
-        compute.threads = Some(threads);
+    if record.device.is_cpu() {
+        // The same thread count keeps the CPU run bit-identical.
+        compute.threads_or(Some(usize::try_from(record.threads).unwrap_or(0)), path)?;
     }
     let device = compute.resolve()?;
     let plan = session.run_plan(

@@ -11,7 +11,6 @@ use crate::io::settings_file::SettingsFile;
 use crate::io::RunCommand;
 use crate::nn::Architecture;
 use crate::run::{self, Resumable, ResumeChanges, RunPlan, Start};
-use crate::runtime;
 use crate::schedule::Schedule;
 use crate::train::{rules, Epochs, Recipe};
 use anyhow::{anyhow, bail, ensure, Result};
@@ -84,12 +83,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     };
     let session = &args.session;
     let mut compute = session.compute.clone();
-    if let (None, Some(threads)) = (compute.threads, file.threads) {
-        // Checked here, so that a bad count names the file's key, not a flag never given.
-        let source = format!("{}: threads", file.path.display());
-        runtime::check_threads(&source, threads)?;
-        compute.threads = Some(threads);
-    }
+    compute.threads_or(file.threads, &file.path)?;
     let device = compute.resolve()?;
     // Flags over the file, the file over the recipe.
     let base = file.apply(args.recipe.options())?;
@@ -149,17 +143,16 @@ fn resume(dir: &Path, args: &TrainArgs) -> Result<()> {
     }
     let resumable = Resumable::open(dir)?;
     let mut compute = args.session.compute.clone();
-    if compute.threads.is_none() && resumable.config.device.is_cpu() {
+    if resumable.config.device.is_cpu() {
         // The same thread count keeps the CPU run bit-identical.
         let threads = usize::try_from(resumable.config.threads).unwrap_or(0);
-        let source = format!("{}: threads", resumable.folder.config_path().display());
-        runtime::check_threads(&source, threads).map_err(|e| {
+        let source = resumable.folder.config_path();
+        compute.threads_or(Some(threads), &source).map_err(|e| {
             anyhow!(
                 "{e}; pass --threads to choose another count (the run then stops being \
                  bit-identical to an uninterrupted one)"
             )
         })?;
-        compute.threads = Some(threads);
     }
     let device = resume_device(&compute, &resumable)?;
     let changes = ResumeChanges {

@@ -57,18 +57,20 @@ fn a_runs_config_json_repeats_it_bit_for_bit() {
         read_json(&first.join("config.json")),
         read_json(&again.join("config.json")),
     );
-    for key in [
-        "architecture",
-        "epochs",
-        "optimizer",
-        "momentum",
-        "nesterov",
-        "seed",
-        "threads",
-        "data",
-    ] {
-        assert_eq!(c1[key], c2[key], "{key}");
-    }
+    assert_same_keys(
+        &c1,
+        &c2,
+        &[
+            "architecture",
+            "epochs",
+            "optimizer",
+            "momentum",
+            "nesterov",
+            "seed",
+            "threads",
+            "data",
+        ],
+    );
 }
 
 #[test]
@@ -188,14 +190,23 @@ fn train_config_refuses_a_finetunes_record() {
     assert_same_tensors(&tuned.join("model.ot"), &replay.join("model.ot"));
     assert_same_tensors(&tuned.join("resume.ot"), &replay.join("resume.ot"));
     let (a, b) = (read_json(&config), read_json(&replay.join("config.json")));
-    for key in [
-        "parent",
-        "data",
-        "learning_rate",
-        "epochs",
-        "seed",
-        "threads",
-    ] {
+    assert_same_keys(
+        &a,
+        &b,
+        &[
+            "parent",
+            "data",
+            "learning_rate",
+            "epochs",
+            "seed",
+            "threads",
+        ],
+    );
+}
+
+/// Two runs' records agree on `keys`.
+fn assert_same_keys(a: &serde_json::Value, b: &serde_json::Value, keys: &[&str]) {
+    for key in keys {
         assert_eq!(a[key], b[key], "{key}");
     }
 }
