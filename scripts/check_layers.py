@@ -12,15 +12,15 @@ import sys
 # Lowest first; keep in step with the table in docs/architecture.md.
 LAYERS = [
     ("foundations", {"shape", "choice", "rule", "rng", "device", "runtime", "interrupt", "progress", "fsutil", "machine", "precision"}),
-    ("core", {"nn", "model", "optim", "schedule", "augment", "data"}),
+    ("core", {"nn", "model", "optim", "data"}),
     ("training and evaluation", {"train", "eval"}),
     ("files", {"io"}),
     ("run", {"run"}),
-    ("front ends", {"cli", "serve", "report", "bench"}),
+    ("front ends", {"cli", "serve", "report"}),
 ]
 # Uses allowed between two modules of one layer.
 SIDEWAYS = {("model", "nn"), ("optim", "model"), ("optim", "nn"), ("train", "eval"),
-            ("cli", "serve"), ("cli", "report"), ("cli", "bench"),
+            ("cli", "serve"), ("cli", "report"),
             ("precision", "choice"), ("precision", "machine")}
 
 RANK = {module: rank for rank, (_, modules) in enumerate(LAYERS) for module in modules}

@@ -16,8 +16,6 @@
 //!   [`interrupt`], [`progress`], [`fsutil`] (safe reads, atomic writes), [`machine`] (CPU
 //!   extensions, CUDA compute capability), [`precision`] (fp32, bf16 and fp16 autocast).
 
-pub mod augment;
-pub mod bench;
 pub mod choice;
 pub mod cli;
 pub mod data;
@@ -37,7 +35,6 @@ pub mod rng;
 pub mod rule;
 pub mod run;
 pub mod runtime;
-pub mod schedule;
 pub mod serve;
 pub mod shape;
 pub mod train;

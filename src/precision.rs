@@ -9,54 +9,24 @@
 //! [`Autocast`] turns autocast on for its lifetime on the current thread (libtorch keeps it per
 //! thread).
 
-use crate::choice::Choice;
+use crate::choice::{declare_choice, Choice};
 use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
-use std::fmt;
+use serde::Serialize;
 use tch::Device;
 
-/// The precision of the convolutions and linear layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Precision {
-    /// Everything in fp32: the results of earlier versions, bit for bit.
-    #[default]
-    Fp32,
-    /// bfloat16 mixed precision: fp32's range with 8 bits of mantissa; no loss scale needed.
-    Bf16,
-    /// float16 mixed precision, CUDA only, with a dynamic loss scale.
-    Fp16,
-}
-
-impl Choice for Precision {
-    const ALL: &'static [Self] = &[Self::Fp32, Self::Bf16, Self::Fp16];
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Fp32 => "fp32",
-            Self::Bf16 => "bf16",
-            Self::Fp16 => "fp16",
-        }
-    }
-
-    fn help(self) -> &'static str {
-        match self {
-            Self::Fp32 => "Everything in float32",
-            Self::Bf16 => {
-                "Convolutions and linear layers in bfloat16 (autocast), weights and loss in \
-                 float32"
-            }
-            Self::Fp16 => {
-                "Convolutions and linear layers in float16 (autocast) with a dynamic loss scale; \
-                 CUDA only"
-            }
-        }
-    }
-}
-
-impl fmt::Display for Precision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+declare_choice! {
+    /// The precision of the convolutions and linear layers.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Precision {
+        #[default]
+        Fp32 = "fp32":
+            "Everything in float32",
+        Bf16 = "bf16":
+            "Convolutions and linear layers in bfloat16 (autocast), weights and loss in \
+            float32",
+        Fp16 = "fp16":
+            "Convolutions and linear layers in float16 (autocast) with a dynamic loss scale; \
+            CUDA only",
     }
 }
 

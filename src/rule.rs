@@ -4,6 +4,37 @@
 
 use anyhow::{bail, Result};
 use std::fmt::Debug;
+use std::str::FromStr;
+
+/// A number type a setting takes, and how to say what it is.
+pub trait Number: FromStr + Copy + Debug + Send + Sync + 'static {
+    /// "a whole number", "a number".
+    const WHAT: &'static str;
+}
+
+impl Number for usize {
+    const WHAT: &'static str = "a whole number";
+}
+
+impl Number for u64 {
+    const WHAT: &'static str = "a whole number";
+}
+
+impl Number for f64 {
+    const WHAT: &'static str = "a number";
+}
+
+/// `text` as a number that `rule` accepts (any, without one), or what is wanted instead: "must
+/// be {wanted}", the same words a file with that value gets, or "\"x\" is not a number".
+pub fn parse_number<T: Number>(text: &str, rule: Option<&Rule<T>>) -> Result<T, String> {
+    match text.parse::<T>() {
+        Ok(x) => match rule {
+            Some(rule) if !rule.accepts(x) => Err(format!("must be {}", rule.wanted)),
+            _ => Ok(x),
+        },
+        Err(_) => Err(format!("{text:?} is not {}", T::WHAT)),
+    }
+}
 
 /// Which values of a setting are accepted, and how to say so ("at least 1").
 #[derive(Clone, Copy)]

@@ -1,5 +1,6 @@
 //! `mnist-cnn data`: download or import MNIST, verify it, and write it where `train` reads it.
 
+use crate::data;
 use crate::data::fetch::{self, Existing, FileOutcome, Outcome, Verify, DEFAULT_MIRRORS};
 use anyhow::Result;
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 pub struct DataArgs {
     /// Folder to write the four raw idx files into.
-    #[arg(long, default_value = "data/mnist")]
+    #[arg(long, default_value = data::DEFAULT_DIR)]
     pub dir: PathBuf,
 
     /// Import from a local folder holding the four files, gzipped or raw, instead of downloading.

@@ -4,7 +4,7 @@
 
 use super::args::DeviceArgs;
 use super::output::print_json;
-use crate::data::{images, Mnist};
+use crate::data::{self, images, Mnist};
 use crate::eval::{self, ClassificationReport};
 use crate::io::checkpoint;
 use anyhow::Result;
@@ -25,7 +25,7 @@ pub struct EvalArgs {
     pub tta: bool,
 
     /// Folder holding the MNIST idx files.
-    #[arg(long, default_value = "data/mnist")]
+    #[arg(long, default_value = data::DEFAULT_DIR)]
     pub data: PathBuf,
 
     /// Evaluate on labelled pictures laid out as DIR/0/*, …, DIR/9/* instead of the MNIST test

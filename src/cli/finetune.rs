@@ -4,6 +4,7 @@
 
 use super::args::SessionArgs;
 use super::output::finish_run;
+use super::settings_flags::{ForFinetune, SettingFlags};
 use super::values;
 use crate::data::dataset::{self, DataKind, DataSource, DataSpec, HeldOut};
 use crate::fsutil;
@@ -11,7 +12,7 @@ use crate::io::run_folder::{config_beside, read_config_file};
 use crate::io::settings_file::SettingsFile;
 use crate::io::{RunCommand, RunConfig};
 use crate::run::{self, Start};
-use crate::train::{rules, Epochs, Freeze, TrainOptions};
+use crate::train::finetune_defaults;
 use anyhow::{bail, ensure, Result};
 use std::path::{Path, PathBuf};
 use tracing::{info, warn};
@@ -38,18 +39,6 @@ pub struct FinetuneArgs {
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "from")]
     pub resume: Option<PathBuf>,
 
-    /// Passes over the training data [default: 3].
-    #[arg(long, value_parser = values::epochs(), allow_negative_numbers = true)]
-    pub epochs: Option<Epochs>,
-
-    /// The optimizer's learning rate (the peak rate under a schedule) [default: 1e-4].
-    #[arg(long, value_parser = values::number(rules::LEARNING_RATE), allow_negative_numbers = true)]
-    pub lr: Option<f64>,
-
-    /// Layers that get no gradient [default: none].
-    #[arg(long, value_parser = values::choice::<Freeze>())]
-    pub freeze: Option<Freeze>,
-
     /// Train on labelled pictures laid out as DIR/0/*, …, DIR/9/* (PNG, JPEG, GIF, BMP or WebP;
     /// any size) instead of MNIST.
     #[arg(long, value_name = "DIR")]
@@ -61,12 +50,11 @@ pub struct FinetuneArgs {
     #[arg(long, value_parser = values::number(dataset::VALIDATION_FRACTION))]
     pub val_split: Option<f64>,
 
-    /// Stop after N epochs without better validation scores (a higher accuracy, or the same with a lower loss).
-    #[arg(long, value_name = "N", value_parser = values::number(rules::PATIENCE))]
-    pub patience: Option<usize>,
-
     #[command(flatten)]
     pub session: SessionArgs,
+
+    #[command(flatten)]
+    pub settings: SettingFlags<ForFinetune>,
 }
 
 pub fn run(args: &FinetuneArgs) -> Result<()> {
@@ -101,30 +89,25 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     }
     let device = compute.resolve()?;
     // Flags over the file, the file over a fine-tune's defaults.
-    let base = match &file {
-        Some(file) => file.apply(finetune_defaults())?,
-        None => finetune_defaults(),
-    };
-    let (data, held_out) = finetune_data(args, from, file.as_ref(), base.seed)?;
+    let file_options = file.as_ref().map(|f| f.options.clone()).unwrap_or_default();
+    let mut options = (args.settings.given)
+        .over(file_options.over(finetune_defaults()))
+        .recorded();
+    options.precision = compute.precision_over(options.precision, device)?;
+    let (data, held_out) = finetune_data(args, from, file.as_ref(), options.seed)?;
     if !held_out {
         warn!(
             "the validation images were trained on by {}: the run delivers its last epoch{} \
              rather than choosing by them (config.json: choose_by_validation false)",
             from.display(),
-            if session.ema.is_some() {
+            if options.weight_averaging.is_some() {
                 " (the weight average)"
             } else {
                 ""
             }
         );
     }
-    let options = TrainOptions {
-        freeze: args.freeze.unwrap_or(base.freeze),
-        choose_by_validation: held_out,
-        patience: args.patience.or(base.patience),
-        precision: compute.precision_over(base.precision, device)?,
-        ..session.train_options(base, args.epochs, args.lr)
-    };
+    options.choose_by_validation = held_out;
     let start = Start::Checkpoint(from.to_owned());
     let plan = session.run_plan(RunCommand::Finetune, start, data, options, device);
     finish_run(run::execute(plan)?, session)
@@ -160,14 +143,14 @@ fn finetune_data(
     let mut data = match &args.images {
         Some(dir) => {
             let fraction = val_split.unwrap_or(DEFAULT_VALIDATION_SPLIT);
-            let split = session.held_out(fraction, seed);
+            let split = HeldOut { fraction, seed };
             (
                 session.data_spec(DataSource::Images(dir.clone()), Some(split)),
                 true,
             )
         }
         None => {
-            let validation = mnist_validation(session, val_split, from, seed)?;
+            let validation = mnist_validation(val_split, from, seed)?;
             let dir = session.data_dir(file.and_then(|f| f.data.as_deref()));
             let spec = session.data_spec(DataSource::Mnist(dir), Some(validation.split));
             (spec, validation.unseen)
@@ -186,15 +169,10 @@ struct Validation {
 /// The MNIST validation split. The starting checkpoint has usually trained on MNIST's training
 /// images; validating on images it learned would reward memorisation, so when its run held a
 /// validation split out (`train --val-split`), the same images are held out here.
-fn mnist_validation(
-    session: &SessionArgs,
-    val_split: Option<f64>,
-    from: &Path,
-    base_seed: u64,
-) -> Result<Validation> {
+fn mnist_validation(val_split: Option<f64>, from: &Path, seed: u64) -> Result<Validation> {
     let parent = config_beside(from)?.filter(|c| c.data.kind == DataKind::Mnist);
     let parent_split = parent.as_ref().and_then(|c| c.data.held_out());
-    let seed = session.seed.unwrap_or(base_seed);
+    let held_out = |fraction| HeldOut { fraction, seed };
     let seen = |split| Validation {
         split,
         unseen: false,
@@ -216,43 +194,30 @@ fn mnist_validation(
                 "--val-split {fraction} with seed {seed} differs from the starting run's held-out split ({}, seed {}): some validation images were trained on",
                 split.fraction, split.seed
             );
-            seen(session.held_out(fraction, base_seed))
+            seen(held_out(fraction))
         }
         (fraction, None) => {
             warn!(
                 "{} was trained without a held-out validation split (train --val-split): the validation images were trained on, so validation accuracy rewards memorisation",
                 from.display()
             );
-            seen(session.held_out(fraction.unwrap_or(DEFAULT_VALIDATION_SPLIT), base_seed))
+            seen(held_out(fraction.unwrap_or(DEFAULT_VALIDATION_SPLIT)))
         }
         (Some(fraction), Some(_)) => Validation {
-            split: session.held_out(fraction, base_seed),
+            split: held_out(fraction),
             unseen: true,
         },
     })
 }
 
-/// What a fine-tune starts from when no flag says otherwise: 3 epochs at a tenth of the
-/// tutorial's rate.
-fn finetune_defaults() -> TrainOptions {
-    TrainOptions {
-        epochs: Epochs(3.0),
-        learning_rate: 1e-4,
-        ..TrainOptions::default()
-    }
-}
-
 /// Whether any flag that sets a fine-tune's settings, data or start was given (refused when a
 /// fine-tune's record is replayed).
 fn sets_finetune_settings(args: &FinetuneArgs) -> bool {
-    args.session.sets_run_settings()
+    args.session.sets_data()
+        || !args.settings.given.keys().is_empty()
         || args.from.is_some()
-        || args.epochs.is_some()
-        || args.lr.is_some()
-        || args.freeze.is_some()
         || args.images.is_some()
         || args.val_split.is_some()
-        || args.patience.is_some()
         || args.session.compute.precision.is_some()
 }
 

@@ -6,7 +6,7 @@
 use super::args::DeviceArgs;
 use super::output::print_json;
 use super::values;
-use crate::data::Mnist;
+use crate::data::{self, Mnist};
 use crate::fsutil;
 use crate::io::checkpoint;
 use crate::io::inputs::Inputs;
@@ -22,7 +22,7 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 pub struct LrFindArgs {
     /// Folder holding the four MNIST idx files.
-    #[arg(long, default_value = "data/mnist")]
+    #[arg(long, default_value = data::DEFAULT_DIR)]
     pub data: PathBuf,
 
     /// The network to start fresh [default: tutorial].

@@ -15,6 +15,7 @@ pub mod output;
 pub mod predict;
 pub mod report;
 pub mod serve;
+pub mod settings_flags;
 pub mod summary;
 pub mod train;
 pub mod values;

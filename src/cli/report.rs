@@ -4,7 +4,7 @@
 use super::args::DeviceArgs;
 use super::output::print_json;
 use crate::io::{checkpoint, RunFolder};
-use crate::report::{self, data::ReportData};
+use crate::report::{self, examples::ReportData};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 

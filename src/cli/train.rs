@@ -3,16 +3,17 @@
 
 use super::args::{DeviceArgs, SessionArgs};
 use super::output::finish_run;
+use super::settings_flags::{ForTrain, SettingFlags};
 use super::values;
 use crate::choice::Choice;
-use crate::data::dataset::{self, DataSource};
+use crate::data::dataset::{self, DataSource, HeldOut};
 use crate::device::{DeviceChoice, DeviceName};
 use crate::io::settings_file::SettingsFile;
 use crate::io::RunCommand;
 use crate::nn::Architecture;
+use crate::optim::schedule::Schedule;
 use crate::run::{self, Resumable, ResumeChanges, RunPlan, Start};
-use crate::schedule::Schedule;
-use crate::train::{rules, Epochs, Recipe};
+use crate::train::Recipe;
 use anyhow::{anyhow, bail, ensure, Result};
 use std::path::{Path, PathBuf};
 use tch::Device;
@@ -34,26 +35,12 @@ pub struct TrainArgs {
     #[arg(long, value_name = "ARCH")]
     pub arch: Option<Architecture>,
 
-    /// Passes over the training set; a fraction (1.5) ends with part of an epoch [default: 10,
-    /// or the recipe's].
-    #[arg(long, value_parser = values::epochs(), allow_negative_numbers = true)]
-    pub epochs: Option<Epochs>,
-
-    /// The optimizer's learning rate, the peak rate under a schedule [default: 1e-3, or the recipe's].
-    #[arg(long, value_parser = values::number(rules::LEARNING_RATE), allow_negative_numbers = true)]
-    pub lr: Option<f64>,
-
     /// Hold out this fraction of the training images (stratified, from the seed) as a
     /// validation set: scored each epoch, never trained on, and reused by `finetune`, so that
     /// fine-tuning is judged on images the model has never seen. model.ot is still the last
     /// epoch's; best.ot holds the epoch with the best validation scores.
     #[arg(long, value_parser = values::number(dataset::VALIDATION_FRACTION))]
     pub val_split: Option<f64>,
-
-    /// Stop after N epochs without better validation scores (needs --val-split; the test set
-    /// is never watched). The last epoch is still what model.ot holds; best.ot holds the best.
-    #[arg(long, value_name = "N", value_parser = values::number(rules::PATIENCE))]
-    pub patience: Option<usize>,
 
     /// Continue the run in RUN_DIR (interrupted, or finished and to be extended with a larger
     /// --epochs) from the step it stopped at, with its own settings, data and random state;
@@ -71,6 +58,9 @@ pub struct TrainArgs {
 
     #[command(flatten)]
     pub session: SessionArgs,
+
+    #[command(flatten)]
+    pub settings: SettingFlags<ForTrain>,
 }
 
 pub fn run(args: &TrainArgs) -> Result<()> {
@@ -85,16 +75,19 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let mut compute = session.compute.clone();
     compute.threads_or(file.threads, &file.path)?;
     let device = compute.resolve()?;
-    // Flags over the file, the file over the recipe.
-    let base = file.apply(args.recipe.options())?;
-    let mut options = session.train_options(base, args.epochs, args.lr);
-    options.patience = args.patience.or(options.patience);
+    let given = &args.settings.given;
+    let mut options = given
+        .over(file.options.over(args.recipe.options()))
+        .recorded();
     options.precision = compute.precision_over(options.precision, device)?;
     // The tutorial's recipe delivers the last epoch; a validation split is only scored.
     let validation = args
         .val_split
         .or(file.validation_split)
-        .map(|fraction| session.held_out(fraction, options.seed));
+        .map(|fraction| HeldOut {
+            fraction,
+            seed: options.seed,
+        });
     ensure!(
         options.schedule != Schedule::Plateau || validation.is_some(),
         "--schedule plateau watches the validation loss, and there is no validation split: add \
@@ -122,10 +115,18 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     finish_run(run::execute(plan)?, session)
 }
 
+/// The settings a resumed run may be given anew: a longer run, and how often it saves.
+const RESUME_MAY_CHANGE: [&str; 2] = ["epochs", "checkpoint_every_steps"];
+
 /// `train --resume RUN_DIR`: the run's config gives the settings and the data, its metrics the
 /// epochs so far, and resume.ot the state after the last completed epoch.
 fn resume(dir: &Path, args: &TrainArgs) -> Result<()> {
-    if args.session.sets_run_settings() {
+    let given = &args.settings.given;
+    let changes_settings = given
+        .keys()
+        .iter()
+        .any(|key| !RESUME_MAY_CHANGE.contains(key));
+    if changes_settings || args.session.sets_data() {
         bail!(
             "--resume {}: the run continues with its own settings; only --epochs, --device, \
              --threads, --checkpoint-every-steps, --json, --no-report and --no-tensorboard may be \
@@ -156,8 +157,8 @@ fn resume(dir: &Path, args: &TrainArgs) -> Result<()> {
     }
     let device = resume_device(&compute, &resumable)?;
     let changes = ResumeChanges {
-        epochs: args.epochs,
-        checkpoint_every_steps: args.session.checkpoint_every_steps,
+        epochs: given.epochs,
+        checkpoint_every_steps: given.checkpoint_every_steps.flatten(),
     };
     let mut plan = resumable.plan(changes, device)?;
     plan.tensorboard = !args.session.no_tensorboard;

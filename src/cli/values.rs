@@ -2,35 +2,16 @@
 //! what it wants when a value does not fit ("--lr: must be a positive, finite number").
 
 use crate::choice::Choice;
-use crate::rule::Rule;
+use crate::rule::{parse_number, Number, Rule};
 use crate::train::{rules, Epochs};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
-use std::str::FromStr;
-
-/// A number type a flag takes, and how to say what it is.
-pub trait Number: FromStr + Copy + Send + Sync + 'static {
-    /// "a whole number", "a number".
-    const WHAT: &'static str;
-}
-
-impl Number for usize {
-    const WHAT: &'static str = "a whole number";
-}
-
-impl Number for f64 {
-    const WHAT: &'static str = "a number";
-}
 
 /// A parser for numbers that `rule` accepts; others are refused with "must be {wanted}", the
 /// same words a config.json with that value gets.
-pub fn number<T: Number + std::fmt::Debug>(
+pub fn number<T: Number>(
     rule: Rule<T>,
 ) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
-    move |s: &str| match s.parse::<T>() {
-        Ok(x) if rule.accepts(x) => Ok(x),
-        Ok(_) => Err(format!("must be {}", rule.wanted)),
-        Err(_) => Err(format!("{s:?} is not {}", T::WHAT)),
-    }
+    move |s: &str| parse_number(s, Some(&rule))
 }
 
 /// Counts with no upper bound of their own (--limit, --benchmark iterations).
@@ -72,7 +53,7 @@ pub fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::Schedule;
+    use crate::optim::schedule::Schedule;
 
     #[test]
     fn numbers_outside_their_range_say_what_is_wanted() {

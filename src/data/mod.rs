@@ -6,10 +6,15 @@
 //! - [`images`] reads pictures and labelled picture folders the way MNIST was made;
 //! - [`dataset`] assembles what a run trains and is judged on (limit, validation split).
 
+pub mod augment;
 pub mod dataset;
 pub mod fetch;
 pub mod idx;
 pub mod images;
+
+/// Where the commands look for MNIST when no --data is given, and where `mnist-cnn data`
+/// writes it.
+pub const DEFAULT_DIR: &str = "data/mnist";
 
 use crate::shape::batch_shape;
 use anyhow::{bail, Context, Result};

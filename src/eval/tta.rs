@@ -1,6 +1,7 @@
 //! Test-time augmentation: each picture is also shown turned a few degrees each way, and the
 //! answers are averaged (by [`super::ensemble::Ensemble`]).
 
+use crate::data::augment::warp;
 use tch::Tensor;
 
 /// The test-time views: the picture itself and the picture turned 7° each way. (Measured on the
@@ -27,11 +28,8 @@ pub fn rotate(images: &Tensor, degrees: f64) -> Tensor {
     // affine_grid maps output to input coordinates (x right, y down): the inverse rotation.
     let theta = Tensor::from_slice(&[cos as f32, -sin as f32, 0.0, sin as f32, cos as f32, 0.0])
         .view([1, 2, 3])
-        .expand([n, 2, 3], true)
-        .to_device(images.device())
-        .to_kind(images.kind());
-    let grid = Tensor::affine_grid_generator(&theta, images.size().as_slice(), false);
-    images.grid_sampler(&grid, 0, 0, false)
+        .expand([n, 2, 3], true);
+    warp(images, &theta)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! any other code (for inference: the weights are frozen into it), or an ONNX graph.
 
 use super::{onnx, safetensors};
-use crate::choice::Choice;
+use crate::choice::declare_choice;
 use crate::fsutil;
 use crate::model::{Classifier, NamedTensor};
 use crate::nn::names;
@@ -13,44 +13,19 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{CModule, Device, Kind, Tensor};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExportFormat {
-    /// A safetensors state dict (conv1.weight, …, fc.bias): `safetensors.torch.load_file`.
-    Safetensors,
-    /// A traced TorchScript module, for inference: `torch.jit.load`.
-    Torchscript,
-    /// A NumPy .npz archive of the state dict: `numpy.load`.
-    Npz,
-    /// An ONNX graph (opset 17) for onnxruntime, TensorRT, OpenVINO; several models make one
-    /// averaging graph.
-    Onnx,
-}
-
-impl Choice for ExportFormat {
-    const ALL: &'static [Self] = &[Self::Safetensors, Self::Torchscript, Self::Npz, Self::Onnx];
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Safetensors => "safetensors",
-            Self::Torchscript => "torchscript",
-            Self::Npz => "npz",
-            Self::Onnx => "onnx",
-        }
-    }
-
-    fn help(self) -> &'static str {
-        match self {
-            Self::Safetensors => {
-                "A safetensors state dict (conv1.weight, …, fc.bias): `safetensors.torch.load_file`"
-            }
-            Self::Torchscript => "A traced TorchScript module, for inference: `torch.jit.load`",
-            Self::Npz => "A NumPy .npz archive of the state dict: `numpy.load`",
-            Self::Onnx => {
-                "An ONNX graph (opset 17, dynamic batch, input `images`, outputs `logits` and \
-                 `probabilities`) for onnxruntime and other runtimes; several --model make one \
-                 graph that averages their probabilities"
-            }
-        }
+declare_choice! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ExportFormat {
+        Safetensors = "safetensors":
+            "A safetensors state dict (conv1.weight, …, fc.bias): `safetensors.torch.load_file`",
+        Torchscript = "torchscript":
+            "A traced TorchScript module, for inference: `torch.jit.load`",
+        Npz = "npz":
+            "A NumPy .npz archive of the state dict: `numpy.load`",
+        Onnx = "onnx":
+            "An ONNX graph (opset 17, dynamic batch, input `images`, outputs `logits` and \
+            `probabilities`) for onnxruntime and other runtimes; several --model make one \
+            graph that averages their probabilities",
     }
 }
 

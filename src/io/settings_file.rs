@@ -6,12 +6,11 @@
 //! keys are ignored there. Any other key that is not a setting, a value of the wrong type, or a
 //! value a flag would refuse is an error naming the file and the key.
 
-use super::run_config::from_value;
 use crate::fsutil;
 use crate::nn::Architecture;
 use crate::rule::Rule;
-use crate::train::options::KEYS as OPTION_KEYS;
-use crate::train::TrainOptions;
+use crate::train::settings::typed;
+use crate::train::{TrainOptions, TrainOverrides, KEYS};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -46,8 +45,8 @@ const THREADS: Rule<usize> = Rule::new(|n| n >= 1, "at least 1");
 pub struct SettingsFile {
     pub path: PathBuf,
     pub architecture: Option<Architecture>,
-    /// The training settings it sets, as config.json's keys and values (checked).
-    options: Map<String, Value>,
+    /// The training settings it gives (checked).
+    pub options: TrainOverrides,
     /// The MNIST folder.
     pub data: Option<PathBuf>,
     pub validation_split: Option<f64>,
@@ -90,7 +89,7 @@ impl SettingsFile {
         }
         // Every training setting checked now, over the defaults, so that a bad one names the
         // file rather than surfacing later.
-        file.apply(TrainOptions::default())?.validate()?;
+        file.options.over(TrainOptions::default()).validate()?;
         Ok(file)
     }
 
@@ -104,9 +103,7 @@ impl SettingsFile {
                 self.threads = Some(threads);
             }
             "data" => self.take_data(value, is_run_record)?,
-            _ if OPTION_KEYS.contains(&key) => {
-                self.options.insert(key.to_owned(), value);
-            }
+            _ if KEYS.contains(&key) => self.options.set(key, value)?,
             _ => bail!("{key}: not a setting (the keys are config.json's; see the README)"),
         }
         Ok(())
@@ -148,18 +145,6 @@ impl SettingsFile {
             }
         }
         Ok(())
-    }
-
-    /// `base` (a recipe's options) with the file's settings put over it.
-    pub fn apply(&self, base: TrainOptions) -> Result<TrainOptions> {
-        let mut merged = serde_json::to_value(base)?;
-        let Value::Object(map) = &mut merged else {
-            unreachable!("options serialise to a table");
-        };
-        for (key, value) in &self.options {
-            map.insert(key.clone(), value.clone());
-        }
-        from_value(&merged)
     }
 }
 
@@ -204,10 +189,6 @@ fn refuse_non_finite(table: &toml::Table) -> Result<()> {
     Ok(())
 }
 
-fn typed<T: serde::de::DeserializeOwned>(key: &str, value: Value) -> Result<T> {
-    serde_json::from_value(value).map_err(|e| anyhow!("{key}: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,7 +205,7 @@ mod tests {
              [data]\nsource = \"elsewhere\"\nvalidation_split = 0.1\n",
         )
         .unwrap();
-        let options = file.apply(TrainOptions::default()).unwrap();
+        let options = file.options.over(TrainOptions::default());
         assert_eq!(options.learning_rate, 3e-3);
         assert_eq!(options.momentum, 0.9);
         assert_eq!(options.batch_size, 32, "untouched: the recipe's");
@@ -279,7 +260,7 @@ mod tests {
             "device": "cpu", "final_metrics": {"anything": 1},
             "data": {"source": "d", "kind": "mnist", "train_examples": 64}}"#;
         let file = parse("config.json", text).unwrap();
-        let options = file.apply(TrainOptions::default()).unwrap();
+        let options = file.options.over(TrainOptions::default());
         assert_eq!((options.epochs.0, options.batch_size), (2.0, 16));
     }
 }

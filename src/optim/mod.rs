@@ -10,33 +10,32 @@
 pub mod adam;
 pub mod clip;
 pub mod loss_scale;
+pub mod schedule;
 pub mod sgd;
 
 pub use adam::Adam;
 pub use loss_scale::LossScale;
 pub use sgd::Sgd;
 
-use crate::choice::Choice;
+use crate::choice::declare_choice;
 use crate::model::{Classifier, NamedTensor};
 use crate::nn::names;
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
 use tch::Tensor;
 
-/// Which update rule trains the weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum OptimizerKind {
-    /// The tutorial's: Adam, with L2 weight decay when asked (`torch.optim.Adam`).
-    #[default]
-    Adam,
-    /// Adam with decoupled weight decay (`torch.optim.AdamW`, Loshchilov & Hutter).
-    #[serde(rename = "adamw")]
-    AdamW,
-    /// Stochastic gradient descent, with momentum and Nesterov when asked (`torch.optim.SGD`).
-    Sgd,
+declare_choice! {
+    /// Which update rule trains the weights.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum OptimizerKind {
+        #[default]
+        Adam = "adam":
+            "Adam (the tutorial's); --weight-decay is L2, added to the gradient",
+        AdamW = "adamw":
+            "Adam with decoupled weight decay (default 0.01), as torch.optim.AdamW",
+        Sgd = "sgd":
+            "SGD, with --momentum and --nesterov; --weight-decay is L2",
+    }
 }
 
 impl OptimizerKind {
@@ -51,32 +50,6 @@ impl OptimizerKind {
     /// Whether the Adam family's betas and eps apply.
     pub fn is_adam(self) -> bool {
         matches!(self, Self::Adam | Self::AdamW)
-    }
-}
-
-impl Choice for OptimizerKind {
-    const ALL: &'static [Self] = &[Self::Adam, Self::AdamW, Self::Sgd];
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Adam => "adam",
-            Self::AdamW => "adamw",
-            Self::Sgd => "sgd",
-        }
-    }
-
-    fn help(self) -> &'static str {
-        match self {
-            Self::Adam => "Adam (the tutorial's); --weight-decay is L2, added to the gradient",
-            Self::AdamW => "Adam with decoupled weight decay (default 0.01), as torch.optim.AdamW",
-            Self::Sgd => "SGD, with --momentum and --nesterov; --weight-decay is L2",
-        }
-    }
-}
-
-impl fmt::Display for OptimizerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -267,6 +240,7 @@ pub(crate) fn load_saved(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::choice::Choice;
 
     /// A step count past 2^53 (where Adam's bias correction stops counting), or below 0, is
     /// refused by name rather than turned into a NaN loss later.

@@ -7,7 +7,7 @@
 
 mod canvas;
 mod charts;
-pub mod data;
+pub mod examples;
 mod gallery;
 mod html;
 pub mod lr_find;
@@ -19,7 +19,7 @@ use crate::io::run_folder::RunFolder;
 use crate::model::Classifier;
 use crate::run::CompletedRun;
 use anyhow::{ensure, Context, Result};
-use data::{mnist_test_description, ReportData};
+use examples::{mnist_test_description, ReportData};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind};

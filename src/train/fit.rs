@@ -2,9 +2,9 @@
 //! epoch, score it, choose, hand it to the run's [`EpochSink`] to save, stop early if patience
 //! runs out, and deliver the chosen epoch's weights.
 
-use super::best::{Selection, Verdict};
 use super::options::TrainOptions;
 use super::records::{EpochRecord, FitOutcome, History};
+use super::selection::{Selection, Verdict};
 use super::sink::{EpochSink, Saves};
 use super::state::{self, TrainingState};
 use super::trainer::{EpochResult, EpochRun, PartialEpoch, Trainer};
@@ -12,7 +12,7 @@ use crate::data::Split;
 use crate::eval::{EvalSets, Scores};
 use crate::interrupt::{self, Interrupted, StopPoint};
 use crate::model::Classifier;
-use crate::schedule::Schedule;
+use crate::optim::schedule::Schedule;
 use anyhow::{ensure, Result};
 use tracing::info;
 
@@ -106,8 +106,9 @@ impl Fit<'_> {
                     partial: paused,
                     signal,
                 } => {
-                    let best = progress.selection.best.as_ref();
-                    let state = state::capture(epoch - 1, &progress.trainer, best, Some(&paused));
+                    let delivered = progress.selection.delivered.as_ref();
+                    let state =
+                        state::capture(epoch - 1, &progress.trainer, delivered, Some(&paused));
                     let at = StopPoint {
                         epoch,
                         steps_done: Some(paused.steps_done),
@@ -136,7 +137,7 @@ impl Fit<'_> {
             "the run has already completed {done} epochs; pass --epochs with a larger total to \
              train further"
         );
-        progress.selection.best = saved.restore(&mut progress.trainer)?;
+        progress.selection.delivered = saved.restore(&mut progress.trainer)?;
         progress.selection.replay(progress.history.records());
         for record in progress.history.trained() {
             observe_plateau(&mut progress.trainer, record, self.options);
@@ -175,7 +176,7 @@ impl Fit<'_> {
         selection.record(epoch, &record.scores, verdict, self.model);
         observe_plateau(trainer, &record, self.options);
         let saves = Saves {
-            delivered: verdict.is_best,
+            delivered: verdict.delivers,
             leader: verdict.leads && !verdict.by_validation,
         };
         history.push(record);
@@ -187,7 +188,7 @@ impl Fit<'_> {
             epoch,
             steps_done: None,
         };
-        let state = state::capture(epoch, trainer, selection.best.as_ref(), None);
+        let state = state::capture(epoch, trainer, selection.delivered.as_ref(), None);
         sink.state_captured(at, &state)
     }
 
@@ -257,7 +258,7 @@ fn log_epoch(record: &EpochRecord, train_loss: f64, verdict: Verdict, options: &
 mod tests {
     use super::*;
     use crate::nn::Architecture;
-    use crate::schedule::Schedule;
+    use crate::optim::schedule::Schedule;
     use crate::shape::batch_shape;
     use crate::train::options::{Epochs, Freeze};
     use crate::train::sink::Discard;

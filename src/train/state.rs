@@ -8,11 +8,11 @@
 //! - `model.NAME`: the raw weights (every variable, batch-norm statistics included);
 //! - `adam.step`, `adam.m.NAME`, `adam.v.NAME`: the optimizer (see [`crate::optim`]);
 //! - `ema.NAME`: the weight average, when the run keeps one;
-//! - `best.epoch`, `best.NAME`: the epoch delivered so far and its weights (the validation
-//!   leader is found again from metrics.jsonl).
+//! - `best.epoch`, `best.NAME` (names kept from earlier releases): the epoch delivered so far
+//!   and its weights (the validation leader is found again from metrics.jsonl).
 
-use super::best::Best;
 use super::options::TrainOptions;
+use super::selection::Delivered;
 use super::trainer::{PartialEpoch, Trainer};
 use crate::model::NamedTensor;
 use crate::optim::LossScale;
@@ -148,7 +148,7 @@ impl TrainingState {
 
     /// Puts the state back into the trainer (weights, optimizer, average); returns the best
     /// epoch it had chosen, if it had completed one.
-    pub fn restore(&self, trainer: &mut Trainer) -> Result<Option<Best>> {
+    pub fn restore(&self, trainer: &mut Trainer) -> Result<Option<Delivered>> {
         trainer.model.restore(&self.prefixed(trainer, "model")?);
         trainer.optimizer.load_state(&self.tensors)?;
         if trainer.loss_scale.is_some() {
@@ -165,7 +165,7 @@ impl TrainingState {
         if !self.tensors.contains_key("best.epoch") {
             return Ok(None);
         }
-        Ok(Some(Best {
+        Ok(Some(Delivered {
             epoch: self.count("best.epoch")?,
             weights: self
                 .prefixed(trainer, "best")?
@@ -181,7 +181,7 @@ impl TrainingState {
 pub fn capture(
     epoch: usize,
     trainer: &Trainer,
-    best: Option<&Best>,
+    delivered: Option<&Delivered>,
     partial: Option<&PartialEpoch>,
 ) -> Vec<NamedTensor> {
     let names = trainer.model.variable_names();
@@ -218,12 +218,12 @@ pub fn capture(
             tensors.push(named(format!("ema.{name}"), t.contiguous()));
         }
     }
-    if let Some(best) = best {
+    if let Some(delivered) = delivered {
         tensors.push(named(
             "best.epoch".to_owned(),
-            Tensor::from(best.epoch as i64),
+            Tensor::from(delivered.epoch as i64),
         ));
-        for (name, t) in names.iter().zip(&best.weights) {
+        for (name, t) in names.iter().zip(&delivered.weights) {
             tensors.push(named(format!("best.{name}"), t.contiguous()));
         }
     }

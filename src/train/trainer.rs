@@ -10,13 +10,13 @@ use super::average::WeightAverage;
 use super::options::TrainOptions;
 use super::records::StepSample;
 use super::sink::EpochSink;
-use crate::augment::{self, AffineRanges};
+use crate::data::augment::{self, AffineRanges};
 use crate::data::Split;
 use crate::interrupt;
 use crate::model::Classifier;
+use crate::optim::schedule::{Plateau, Schedule};
 use crate::optim::{clip, LossScale, Optimizer};
 use crate::precision::Precision;
-use crate::schedule::{Plateau, Schedule};
 use crate::{progress, rng};
 use anyhow::{ensure, Result};
 use std::time::Instant;
@@ -65,6 +65,64 @@ pub struct PartialEpoch {
     pub seconds: f64,
     /// The sum of the steps' gradient norms so far (a float on the device), when clipping.
     pub grad_norm_sum: Option<Tensor>,
+}
+
+impl PartialEpoch {
+    /// The step sample after the steps done so far (`first_step` steps of the run came before
+    /// the epoch); an error when the loss stopped being finite.
+    fn sample(
+        &self,
+        first_step: usize,
+        learning_rate: f64,
+        images_per_second: f64,
+        steps: usize,
+    ) -> Result<StepSample> {
+        let (epoch, done) = (self.epoch, self.steps_done);
+        let sample = StepSample {
+            step: first_step + done,
+            epoch,
+            train_loss: self.loss_sum.double_value(&[]) / self.images as f64,
+            learning_rate,
+            images_per_second,
+            grad_norm: (self.grad_norm_sum.as_ref()).map(|sum| sum.double_value(&[]) / done as f64),
+        };
+        ensure!(
+            sample.train_loss.is_finite(),
+            "the training loss became {} in epoch {epoch} (by step {done} of {steps}); \
+             stopping. The run folder keeps the last saved state; a lower --lr usually helps",
+            sample.train_loss
+        );
+        Ok(sample)
+    }
+
+    /// The finished epoch's figures, after `steps` steps and `seconds` of training.
+    fn result(self, seconds: f64, steps: usize) -> EpochResult {
+        EpochResult {
+            loss: self.loss_sum.double_value(&[]) / self.images as f64,
+            seconds,
+            images: self.images,
+            grad_norm: (self.grad_norm_sum).map(|sum| sum.double_value(&[]) / steps as f64),
+        }
+    }
+}
+
+/// An epoch's training time: what earlier sessions of it spent, and this one's start.
+struct EpochClock {
+    started: Instant,
+    seconds_before: f64,
+}
+
+impl EpochClock {
+    fn start(seconds_before: f64) -> Self {
+        Self {
+            started: Instant::now(),
+            seconds_before,
+        }
+    }
+
+    fn seconds(&self) -> f64 {
+        self.seconds_before + self.started.elapsed().as_secs_f64()
+    }
 }
 
 /// How a call to [`Trainer::train_epoch`] ended.
@@ -153,70 +211,22 @@ impl<'a> Trainer<'a> {
         sink: &mut dyn EpochSink,
     ) -> Result<EpochRun> {
         let options = self.options;
-        let device = self.model.device();
-        let n = train.len();
         let (first_step, steps) = (self.first_step(epoch), self.steps_in(epoch));
+        let mut progress = partial.unwrap_or_else(|| self.fresh_epoch(epoch));
         let order = train.epoch_order(options.seed, epoch);
-        let zero = || Tensor::zeros([], (Kind::Float, device));
-        let clipping = options.clip_grad_norm.is_some();
-        let (start, mut loss_sum, mut images_seen, seconds_before, mut norm_sum) = match partial {
-            Some(p) => (
-                p.steps_done,
-                p.loss_sum,
-                p.images,
-                p.seconds,
-                p.grad_norm_sum,
-            ),
-            None => (0, zero(), 0, 0.0, clipping.then(zero)),
-        };
         let bar = progress::steps_bar(
             steps as u64,
             &format!("epoch {epoch}/{}", options.epochs.count()),
         );
-        bar.set_position(start as u64);
-        let ranges = AffineRanges::default();
-        let started = Instant::now();
-        let mut window = RateWindow::new(images_seen);
-        let seconds = |started: Instant| seconds_before + started.elapsed().as_secs_f64();
-        for step in start..steps {
-            let learning_rate = self.learning_rate_at(first_step + step);
-            if options.schedule != Schedule::Constant {
-                self.optimizer.set_lr(learning_rate);
-            }
-            let begin = step * options.batch_size;
-            let len = options.batch_size.min(n - begin);
-            let Split { mut images, labels } =
-                train.gather(&order.narrow(0, begin as i64, len as i64));
-            if options.augment {
-                let mut rng = augment::step_rng(options.seed, epoch, step);
-                images = augment::random_affine(&images, &ranges, &mut rng);
-            }
-            tch::manual_seed(rng::step_seed(options.seed, epoch, step) as i64);
-            let stepped = self.step(&images, &labels);
-            loss_sum += stepped.loss.detach() * len as f64;
-            if let (Some(sum), Some(norm)) = (norm_sum.as_mut(), stepped.grad_norm) {
-                *sum += norm;
-            }
-            images_seen += len;
+        bar.set_position(progress.steps_done as u64);
+        let clock = EpochClock::start(progress.seconds);
+        let mut window = RateWindow::new(progress.images);
+        for step in progress.steps_done..steps {
+            let learning_rate = self.train_batch(train, &order, step, &mut progress);
             let done = step + 1;
             if (first_step + done) % SAMPLE_EVERY == 0 || done == steps {
-                let sample = StepSample {
-                    step: first_step + done,
-                    epoch,
-                    train_loss: loss_sum.double_value(&[]) / images_seen as f64,
-                    learning_rate,
-                    images_per_second: window.rate(images_seen),
-                    grad_norm: norm_sum
-                        .as_ref()
-                        .map(|sum| sum.double_value(&[]) / done as f64),
-                };
-                ensure!(
-                    sample.train_loss.is_finite(),
-                    "the training loss became {} in epoch {epoch} (by step {done} of {steps}); \
-                     stopping. The run folder keeps the last saved state; a lower --lr usually \
-                     helps",
-                    sample.train_loss
-                );
+                let rate = window.rate(progress.images);
+                let sample = progress.sample(first_step, learning_rate, rate, steps)?;
                 bar.set_position(done as u64);
                 bar.set_message(format!(
                     "loss {:.4}  {:.0} img/s",
@@ -234,24 +244,61 @@ impl<'a> Trainer<'a> {
                 .is_some_and(|every| done % every == 0);
             if signal.is_some() || save_due {
                 bar.finish_and_clear();
-                let partial = PartialEpoch {
-                    epoch,
-                    steps_done: done,
-                    loss_sum,
-                    images: images_seen,
-                    seconds: seconds(started),
-                    grad_norm_sum: norm_sum,
-                };
-                return Ok(EpochRun::Paused { partial, signal });
+                progress.seconds = clock.seconds();
+                return Ok(EpochRun::Paused {
+                    partial: progress,
+                    signal,
+                });
             }
         }
         bar.finish_and_clear();
-        Ok(EpochRun::Finished(EpochResult {
-            loss: loss_sum.double_value(&[]) / images_seen as f64,
-            seconds: seconds(started),
-            images: images_seen,
-            grad_norm: norm_sum.map(|sum| sum.double_value(&[]) / steps as f64),
-        }))
+        Ok(EpochRun::Finished(progress.result(clock.seconds(), steps)))
+    }
+
+    /// An epoch before its first step.
+    fn fresh_epoch(&self, epoch: usize) -> PartialEpoch {
+        let zero = || Tensor::zeros([], (Kind::Float, self.model.device()));
+        PartialEpoch {
+            epoch,
+            steps_done: 0,
+            loss_sum: zero(),
+            images: 0,
+            seconds: 0.0,
+            grad_norm_sum: self.options.clip_grad_norm.is_some().then(zero),
+        }
+    }
+
+    /// Trains step `step` of the epoch (its batch of `order`, augmented when asked, with the
+    /// step's own random seed) and counts it in `progress`; returns the step's learning rate.
+    fn train_batch(
+        &mut self,
+        train: &Split,
+        order: &Tensor,
+        step: usize,
+        progress: &mut PartialEpoch,
+    ) -> f64 {
+        let options = self.options;
+        let epoch = progress.epoch;
+        let learning_rate = self.learning_rate_at(self.first_step(epoch) + step);
+        if options.schedule != Schedule::Constant {
+            self.optimizer.set_lr(learning_rate);
+        }
+        let begin = step * options.batch_size;
+        let len = options.batch_size.min(train.len() - begin);
+        let Split { mut images, labels } = train.gather(&order.narrow(0, begin as i64, len as i64));
+        if options.augment {
+            let mut rng = augment::step_rng(options.seed, epoch, step);
+            images = augment::random_affine(&images, &AffineRanges::default(), &mut rng);
+        }
+        tch::manual_seed(rng::step_seed(options.seed, epoch, step) as i64);
+        let stepped = self.step(&images, &labels);
+        progress.loss_sum += stepped.loss.detach() * len as f64;
+        if let (Some(sum), Some(norm)) = (progress.grad_norm_sum.as_mut(), stepped.grad_norm) {
+            *sum += norm;
+        }
+        progress.images += len;
+        progress.steps_done = step + 1;
+        learning_rate
     }
 
     /// One step on a batch, then the weight average's update.

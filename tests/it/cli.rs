@@ -704,7 +704,7 @@ fn fractional_epochs_end_with_part_of_an_epoch_and_recipes_fill_unset_flags() {
         "1.5 epochs run two epochs, the second partial"
     );
     // 160 images at batch 16: 10 steps, then 5; the schedule spans the 15.
-    let onecycle = mnist_cnn::schedule::Schedule::Onecycle;
+    let onecycle = mnist_cnn::optim::schedule::Schedule::Onecycle;
     for (line, (first, last)) in lines.iter().zip([(0, 9), (10, 14)]) {
         for (field, step) in [("learning_rate", first), ("learning_rate_end", last)] {
             let expected = onecycle.learning_rate(1e-2, step, 15);

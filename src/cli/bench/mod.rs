@@ -1,14 +1,16 @@
 //! `mnist-cnn bench`: training and inference throughput, and predict's latency.
 
+pub mod measure;
+
 use super::args::DeviceArgs;
 use super::output::print_json;
 use super::values;
-use crate::bench::{self, BenchResult};
-use crate::data::Mnist;
+use crate::data::{self, Mnist};
 use crate::device::DeviceName;
 use crate::rule::Rule;
 use crate::train::rules;
 use anyhow::{Context, Result};
+use measure::BenchResult;
 use std::path::PathBuf;
 
 const STEPS: Rule<usize> = Rule::new(|n| (1..=1_000_000).contains(&n), "from 1 to 1000000");
@@ -17,7 +19,7 @@ const WARMUP: Rule<usize> = Rule::new(|n| n <= 100_000, "from 0 to 100000");
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Folder holding the MNIST idx files (the benchmark trains on the real data path).
-    #[arg(long, default_value = "data/mnist")]
+    #[arg(long, default_value = data::DEFAULT_DIR)]
     pub data: PathBuf,
 
     /// Images per training step (up to 65536).
@@ -49,18 +51,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mnist = Mnist::load(&args.data)?;
     let train = mnist.train.to_device(device);
     let test_images = mnist.test.images.to_device(device);
-    let mut model = bench::fresh_model(device);
+    let mut model = measure::fresh_model(device);
     let precision = args.compute.precision(device)?;
     model.set_precision(precision);
-    let training = bench::time_training(&model, &train, args.batch_size, args.warmup, args.steps)?;
-    let inference = bench::time_inference(&model, &test_images);
+    let training =
+        measure::time_training(&model, &train, args.batch_size, args.warmup, args.steps)?;
+    let inference = measure::time_inference(&model, &test_images);
     let latency = if args.no_latency {
         None
     } else {
         let scratch = tempfile::tempdir().context("cannot create a scratch folder")?;
-        let inputs = bench::predict_inputs(&model, &mnist.test.images.get(0), scratch.path())?;
+        let inputs = measure::predict_inputs(&model, &mnist.test.images.get(0), scratch.path())?;
         let binary = std::env::current_exe().context("cannot find the mnist-cnn binary")?;
-        Some(bench::time_predict(
+        Some(measure::time_predict(
             &binary,
             &inputs.model,
             &inputs.picture,
@@ -83,7 +86,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         train_images_per_second,
         inference_images_per_second: inference,
         predict_latency_ms: latency,
-        ceiling: bench::ceiling(device, precision, train_images_per_second),
+        ceiling: measure::ceiling(device, precision, train_images_per_second),
     };
     if args.json {
         return print_json(&result);

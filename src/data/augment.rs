@@ -7,7 +7,7 @@
 //! anything else that draws random numbers.
 
 use crate::rng::SplitMix64;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// The ranges the transforms are drawn from (uniformly).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,35 +74,38 @@ pub fn random_affine(images: &Tensor, ranges: &AffineRanges, rng: &mut SplitMix6
     let size = images.size();
     let n = size[0];
     let thetas = random_thetas(n as usize, size[3], ranges, rng);
-    let theta = Tensor::from_slice(&thetas)
-        .view([n, 2, 3])
-        .to_device(images.device())
-        .to_kind(images.kind());
-    let grid = Tensor::affine_grid_generator(&theta, size.as_slice(), false);
-    // Bilinear sampling, zeros outside the picture (MNIST's background is 0).
+    warp(images, &Tensor::from_slice(&thetas).view([n, 2, 3]))
+}
+
+/// Samples each picture of an N×C×H×W batch through its affine map `theta` (N×2×3, output to
+/// input in `affine_grid`'s normalised coordinates): bilinear, zeros outside the picture
+/// (MNIST's background is 0). Augmentation and test-time augmentation both warp this way.
+pub fn warp(images: &Tensor, theta: &Tensor) -> Tensor {
+    let theta = theta.to_device(images.device()).to_kind(images.kind());
+    let grid = Tensor::affine_grid_generator(&theta, images.size().as_slice(), false);
     images.grid_sampler(&grid, 0, 0, false)
-}
-
-/// The identity transform, for tests: `random_affine` with no randomness must return the batch.
-pub fn identity_ranges() -> AffineRanges {
-    AffineRanges {
-        rotation_degrees: 0.0,
-        translation_pixels: 0.0,
-        scale: (1.0, 1.0),
-        shear_degrees: 0.0,
-    }
-}
-
-/// The sum of pixel intensities per image (ink is roughly preserved by small transforms).
-pub fn ink_per_image(images: &Tensor) -> Tensor {
-    images.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::shape::{batch_shape, IMAGE_SIDE};
-    use tch::Device;
+    use tch::{Device, Kind};
+
+    /// The identity transform, for tests: `random_affine` with no randomness must return the batch.
+    fn identity_ranges() -> AffineRanges {
+        AffineRanges {
+            rotation_degrees: 0.0,
+            translation_pixels: 0.0,
+            scale: (1.0, 1.0),
+            shear_degrees: 0.0,
+        }
+    }
+
+    /// The sum of pixel intensities per image (ink is roughly preserved by small transforms).
+    fn ink_per_image(images: &Tensor) -> Tensor {
+        images.sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)
+    }
 
     fn batch() -> Tensor {
         let images = Tensor::zeros(batch_shape(4), (Kind::Float, Device::Cpu));

@@ -1,58 +1,24 @@
 //! Learning-rate schedules, evaluated per training step.
 
-use crate::choice::Choice;
-use serde::{Deserialize, Serialize};
+use crate::choice::declare_choice;
 use std::f64::consts::PI;
-use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Schedule {
-    /// The base learning rate throughout.
-    #[default]
-    Constant,
-    /// Cosine decay from the base rate to zero over the run.
-    Cosine,
-    /// Linear warm-up from base/25 to the base rate over the first 30% of the steps, then cosine
-    /// decay to base/10,000 (PyTorch's OneCycleLR defaults, with a linear warm-up).
-    Onecycle,
-    /// The base rate, lowered by a factor when the validation loss stops improving (Keras's
-    /// and PyTorch's ReduceLROnPlateau); see [`Plateau`].
-    Plateau,
-}
-
-impl Choice for Schedule {
-    const ALL: &'static [Self] = &[Self::Constant, Self::Cosine, Self::Onecycle, Self::Plateau];
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Constant => "constant",
-            Self::Cosine => "cosine",
-            Self::Onecycle => "onecycle",
-            Self::Plateau => "plateau",
-        }
-    }
-
-    fn help(self) -> &'static str {
-        match self {
-            Self::Constant => "The base learning rate throughout",
-            Self::Cosine => "Cosine decay from the base rate to zero over the run",
-            Self::Onecycle => {
-                "Linear warm-up from base/25 to the base rate over the first 30% of the steps, \
-                 then cosine decay to base/10,000 (PyTorch's OneCycleLR defaults, with a linear \
-                 warm-up)"
-            }
-            Self::Plateau => {
-                "The base rate, times --plateau-factor after --plateau-patience epochs without a \
-                 lower validation loss (ReduceLROnPlateau; needs a validation split)"
-            }
-        }
-    }
-}
-
-impl fmt::Display for Schedule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+declare_choice! {
+    /// How the learning rate moves over a run.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Schedule {
+        #[default]
+        Constant = "constant":
+            "The base learning rate throughout",
+        Cosine = "cosine":
+            "Cosine decay from the base rate to zero over the run",
+        Onecycle = "onecycle":
+            "Linear warm-up from base/25 to the base rate over the first 30% of the steps, \
+            then cosine decay to base/10,000 (PyTorch's OneCycleLR defaults, with a linear \
+            warm-up)",
+        Plateau = "plateau":
+            "The base rate, times --plateau-factor after --plateau-patience epochs without a \
+            lower validation loss (ReduceLROnPlateau; needs a validation split)",
     }
 }
 

@@ -1,4 +1,4 @@
-//! Best-epoch selection: which epoch's weights a run delivers, which epoch leads on the
+//! Which epoch a run delivers (the delivered epoch), which epoch leads on the
 //! validation split, and when patience runs out.
 //!
 //! An epoch leads when its validation accuracy is higher than the leader's, or equal with a
@@ -14,7 +14,7 @@ use crate::model::Classifier;
 use tch::Tensor;
 
 /// The epoch whose weights the run delivers so far (the average, if kept).
-pub struct Best {
+pub struct Delivered {
     pub epoch: usize,
     pub weights: Vec<Tensor>,
 }
@@ -39,7 +39,7 @@ impl Leader {
 pub struct Selection {
     choose_by_validation: bool,
     patience: Option<usize>,
-    pub best: Option<Best>,
+    pub delivered: Option<Delivered>,
     pub leader: Option<Leader>,
 }
 
@@ -47,7 +47,7 @@ pub struct Selection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {
     /// These weights are the ones to deliver (so far).
-    pub is_best: bool,
+    pub delivers: bool,
     /// The epoch leads on the validation split (false without one).
     pub leads: bool,
     /// The choice was made on validation scores (rather than "the latest wins").
@@ -59,7 +59,7 @@ impl Selection {
         Self {
             choose_by_validation,
             patience,
-            best: None,
+            delivered: None,
             leader: None,
         }
     }
@@ -78,7 +78,7 @@ impl Selection {
         };
         let by_validation = self.choose_by_validation && validation.is_some();
         Verdict {
-            is_best: if by_validation { leads } else { true },
+            delivers: if by_validation { leads } else { true },
             leads,
             by_validation,
         }
@@ -94,8 +94,8 @@ impl Selection {
                 loss: scores.validation_loss.unwrap_or(f64::INFINITY),
             });
         }
-        if verdict.is_best {
-            self.best = Some(Best {
+        if verdict.delivers {
+            self.delivered = Some(Delivered {
                 epoch,
                 weights: model.snapshot(),
             });
@@ -130,9 +130,9 @@ impl Selection {
 
     /// The chosen epoch; puts its weights into `model`.
     pub fn deliver(self, model: &Classifier) -> usize {
-        let best = self.best.expect("at least one epoch ran");
-        model.restore(&best.weights);
-        best.epoch
+        let delivered = self.delivered.expect("at least one epoch ran");
+        model.restore(&delivered.weights);
+        delivered.epoch
     }
 }
 
@@ -163,7 +163,7 @@ mod tests {
         for (index, (accuracy, loss)) in epochs.iter().enumerate() {
             let verdict = selection.judge(&scores(*accuracy, *loss));
             selection.record(index + 1, &scores(*accuracy, *loss), verdict, &model);
-            delivered.push(selection.best.as_ref().unwrap().epoch);
+            delivered.push(selection.delivered.as_ref().unwrap().epoch);
         }
         assert_eq!(delivered, [1, 2, 2, 2, 5]);
         assert_eq!(selection.leader.unwrap().epoch, 5);
@@ -175,10 +175,10 @@ mod tests {
         let model = Classifier::new(crate::nn::Architecture::Tutorial, tch::Device::Cpu);
         for (epoch, accuracy) in [(1, 0.9), (2, 0.8)] {
             let verdict = selection.judge(&scores(accuracy, 0.1));
-            assert!(verdict.is_best && !verdict.by_validation);
+            assert!(verdict.delivers && !verdict.by_validation);
             selection.record(epoch, &scores(accuracy, 0.1), verdict, &model);
         }
-        assert_eq!(selection.best.as_ref().unwrap().epoch, 2);
+        assert_eq!(selection.delivered.as_ref().unwrap().epoch, 2);
         assert_eq!(selection.leader.unwrap().epoch, 1);
         assert!(selection.patience_ran_out(2, 5));
     }
