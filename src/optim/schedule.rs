@@ -29,14 +29,29 @@ const ONECYCLE_END_DIVISOR: f64 = 1e4;
 impl Schedule {
     /// The learning rate for step `step` (0-based) of a run of `total_steps` steps.
     pub fn learning_rate(self, base: f64, step: usize, total_steps: usize) -> f64 {
+        self.learning_rate_ending_at(base, None, step, total_steps)
+    }
+
+    /// As [`Schedule::learning_rate`], with the cosine and one-cycle schedules ending at `end`
+    /// when it is given (`--min-lr`) rather than at their own end.
+    pub fn learning_rate_ending_at(
+        self,
+        base: f64,
+        end: Option<f64>,
+        step: usize,
+        total_steps: usize,
+    ) -> f64 {
         let total = total_steps.max(1) as f64;
         let progress = (step as f64 / total).clamp(0.0, 1.0);
         match self {
             Self::Constant | Self::Plateau => base,
-            Self::Cosine => base * 0.5 * (1.0 + (PI * progress).cos()),
+            Self::Cosine => match end {
+                None => base * 0.5 * (1.0 + (PI * progress).cos()),
+                Some(end) => end + (base - end) * 0.5 * (1.0 + (PI * progress).cos()),
+            },
             Self::Onecycle => {
                 let start = base / ONECYCLE_START_DIVISOR;
-                let end = base / ONECYCLE_END_DIVISOR;
+                let end = end.unwrap_or(base / ONECYCLE_END_DIVISOR);
                 if progress < ONECYCLE_WARMUP_FRACTION {
                     start + (base - start) * progress / ONECYCLE_WARMUP_FRACTION
                 } else {
@@ -124,6 +139,18 @@ mod tests {
         assert!(close(s.learning_rate(1.0, 50, 100), 0.5));
         assert!(s.learning_rate(1.0, 99, 100) < 0.001);
         assert!(close(s.learning_rate(1.0, 100, 100), 0.0));
+        assert!(close(
+            s.learning_rate_ending_at(1.0, Some(0.1), 0, 100),
+            1.0
+        ));
+        assert!(close(
+            s.learning_rate_ending_at(1.0, Some(0.1), 50, 100),
+            0.55
+        ));
+        assert!(close(
+            s.learning_rate_ending_at(1.0, Some(0.1), 100, 100),
+            0.1
+        ));
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub mod rules {
     pub const EPS: Rule<f64> = Rule::new(|x| x.is_finite() && x > 0.0, "a positive, finite number");
     pub const PLATEAU_FACTOR: Rule<f64> = Rule::new(|x| x > 0.0 && x < 1.0, "above 0 and below 1");
     pub const PLATEAU_PATIENCE: Rule<usize> = Rule::new(|n| n <= 1000, "from 0 to 1000");
+    pub const MIN_LR: Rule<f64> =
+        Rule::new(|x| x.is_finite() && x >= 0.0, "a finite number from 0");
     pub const CLIP_GRAD_NORM: Rule<f64> =
         Rule::new(|x| x.is_finite() && x > 0.0, "a positive, finite number");
 }
@@ -168,6 +170,11 @@ declare_settings! {
     schedule: Schedule = Schedule::Constant,
         rule None, flag Flag::new("schedule"),
         help "Learning-rate schedule over the run";
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min_lr: Option<f64> = None,
+        rule Some(rules::MIN_LR),
+        flag Flag::new("min-lr").value_name("X").default_note("0 for cosine, the peak/10000 for onecycle"),
+        help "The rate the cosine and one-cycle schedules end at";
     augment: bool = false,
         rule None, flag Flag::new("augment"),
         help "Random affine transforms per image (rotation ±12°, shift ±2.5 px, scale 0.9–1.1, \
@@ -274,6 +281,18 @@ impl TrainOptions {
     /// the setting by its config.json key.
     pub fn validate(&self) -> Result<()> {
         self.check_rules()?;
+        if let Some(min_lr) = self.min_lr {
+            ensure!(
+                matches!(self.schedule, Schedule::Cosine | Schedule::Onecycle),
+                "min_lr is where the cosine and onecycle schedules end; the schedule is {}",
+                self.schedule
+            );
+            ensure!(
+                min_lr < self.learning_rate,
+                "min_lr is {min_lr}: must be below the learning rate ({})",
+                self.learning_rate
+            );
+        }
         let kind = self.optimizer;
         ensure!(
             kind == OptimizerKind::Sgd || (self.momentum == 0.0 && !self.nesterov),
@@ -434,6 +453,7 @@ mod tests {
             momentum: 0.5,
             nesterov: true,
             clip_grad_norm: Some(1.0),
+            min_lr: Some(1e-5),
             precision: Precision::Bf16,
             deterministic: true,
             ..Default::default()

@@ -31,6 +31,8 @@ pub const SAMPLE_EVERY: usize = 50;
 pub struct ScheduleClock {
     schedule: Schedule,
     base: f64,
+    /// Where the cosine and one-cycle schedules end (`--min-lr`), when not their own end.
+    end: Option<f64>,
     total_steps: usize,
 }
 
@@ -38,7 +40,7 @@ impl ScheduleClock {
     /// The learning rate at `step` (0-based) of the run.
     pub fn at(&self, step: usize) -> f64 {
         self.schedule
-            .learning_rate(self.base, step, self.total_steps)
+            .learning_rate_ending_at(self.base, self.end, step, self.total_steps)
     }
 }
 
@@ -164,6 +166,7 @@ impl<'a> Trainer<'a> {
         let clock = ScheduleClock {
             schedule: options.schedule,
             base: options.learning_rate,
+            end: options.min_lr,
             total_steps: options.epochs.total_steps(steps_per_epoch),
         };
         Ok(Self {
