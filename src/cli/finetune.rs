@@ -3,7 +3,7 @@
 //! validation split held out of the training data.
 
 use super::args::SessionArgs;
-use super::output::finish_run;
+use super::output::run_and_finish;
 use super::settings_flags::{ForFinetune, SettingFlags};
 use super::values;
 use crate::data::dataset::{self, DataKind, DataSource, DataSpec, HeldOut};
@@ -11,7 +11,7 @@ use crate::fsutil;
 use crate::io::run_folder::{config_beside, read_config_file};
 use crate::io::settings_file::SettingsFile;
 use crate::io::{RunCommand, RunConfig};
-use crate::run::{self, Start};
+use crate::run::Start;
 use crate::train::finetune_defaults;
 use anyhow::{bail, ensure, Result};
 use std::path::{Path, PathBuf};
@@ -110,7 +110,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     options.choose_by_validation = held_out;
     let start = Start::Checkpoint(from.to_owned());
     let plan = session.run_plan(RunCommand::Finetune, start, data, options, device);
-    finish_run(run::execute(plan)?, session)
+    run_and_finish(plan, session)
 }
 
 /// --out may not be the folder of the checkpoint the run starts from: --overwrite would remove
@@ -259,5 +259,5 @@ fn replay(args: &FinetuneArgs, path: &Path, record: RunConfig) -> Result<()> {
         record.options.clone(),
         device,
     );
-    finish_run(run::execute(plan)?, session)
+    run_and_finish(plan, session)
 }

@@ -1,16 +1,14 @@
 //! What commands print on stdout: one JSON line with --json, else a short text line; and what a
-//! finished training run prints and reports.
+//! training run writes and prints after it ends.
 
 use super::args::SessionArgs;
 use crate::eval::Scores;
-use crate::io::tensorboard::{FinalFigures, Picture, RunLog};
-use crate::report::{self, ReportSummary};
-use crate::run::CompletedRun;
+use crate::report;
+use crate::run::{self, AfterRun, CompletedRun, NothingAfter, RunFigures, RunPlan};
 use crate::train::FinalMetrics;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use tracing::warn;
 
 /// Prints a value as one line of JSON on stdout (the `--json` output of every command).
 pub fn print_json(value: &impl Serialize) -> Result<()> {
@@ -54,20 +52,13 @@ struct RunSummary<'a> {
     final_metrics: &'a FinalMetrics,
 }
 
-/// Writes the report of a finished `train` or `finetune` run (unless --no-report), ends its
-/// TensorBoard log, and prints its outcome.
-pub fn finish_run(mut run: CompletedRun, args: &SessionArgs) -> Result<()> {
-    let report = match args.no_report {
-        true => None,
-        false => report::write_after_run(&run),
+/// Runs `plan`, then writes its report (unless --no-report), whose figures end the run's
+/// TensorBoard log, and prints the run's outcome.
+pub fn run_and_finish(plan: RunPlan, args: &SessionArgs) -> Result<()> {
+    let run = match args.no_report {
+        true => run::execute(plan, &NothingAfter)?,
+        false => run::execute(plan, &Report)?,
     };
-    if let Some(mut log) = run.tensorboard.take() {
-        // The run is complete and saved: a log that cannot be ended is a warning.
-        if let Err(err) = end_tensorboard(&mut log, &run, report.as_ref()) {
-            warn!("{}: {err:#}", log.path().display());
-        }
-    }
-    let run = &run;
     let metrics = &run.final_metrics;
     if args.json {
         return print_json(&RunSummary {
@@ -88,34 +79,16 @@ pub fn finish_run(mut run: CompletedRun, args: &SessionArgs) -> Result<()> {
     Ok(())
 }
 
-/// Logs the delivered model's figures and the report's confusion matrix and mistakes.
-fn end_tensorboard(
-    log: &mut RunLog,
-    run: &CompletedRun,
-    report: Option<&ReportSummary>,
-) -> Result<()> {
-    let tags = [
-        (report::CONFUSION_FILE, "final/confusion_matrix"),
-        (report::MISTAKES_FILE, "final/mistakes"),
-    ];
-    let pictures: Vec<Picture> = report
-        .map(|r| r.pictures.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|drawn| {
-            let (_, tag) = tags.iter().find(|(file, _)| *file == drawn.file)?;
-            Some(Picture {
-                tag,
-                png: drawn.png.clone(),
-            })
+/// After a run: its report, written into the run folder.
+struct Report;
+
+impl AfterRun for Report {
+    fn after(&self, run: &CompletedRun) -> Option<RunFigures> {
+        report::write_after_run(run).map(|summary| RunFigures {
+            figures: summary.figures,
+            macro_avg: summary.macro_avg,
         })
-        .collect();
-    log.finish(&FinalFigures {
-        epoch: run.final_metrics.epochs_completed,
-        metrics: &run.final_metrics,
-        macro_avg: report.map(|r| &r.macro_avg),
-        pictures: &pictures,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! folder behind; or continue one with `--resume`.
 
 use super::args::{DeviceArgs, SessionArgs};
-use super::output::finish_run;
+use super::output::run_and_finish;
 use super::settings_flags::{ForTrain, SettingFlags};
 use super::values;
 use crate::choice::Choice;
@@ -12,7 +12,7 @@ use crate::io::settings_file::SettingsFile;
 use crate::io::RunCommand;
 use crate::nn::Architecture;
 use crate::optim::schedule::Schedule;
-use crate::run::{self, Resumable, ResumeChanges, RunPlan, Start};
+use crate::run::{Resumable, ResumeChanges, RunPlan, Start};
 use crate::train::Recipe;
 use anyhow::{anyhow, bail, ensure, Result};
 use std::path::{Path, PathBuf};
@@ -112,7 +112,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         recipe: Some(args.recipe),
         ..session.run_plan(RunCommand::Train, start, data, options, device)
     };
-    finish_run(run::execute(plan)?, session)
+    run_and_finish(plan, session)
 }
 
 /// The settings a resumed run may be given anew: a longer run, and how often it saves.
@@ -162,7 +162,7 @@ fn resume(dir: &Path, args: &TrainArgs) -> Result<()> {
     };
     let mut plan = resumable.plan(changes, device)?;
     plan.tensorboard = !args.session.no_tensorboard;
-    finish_run(run::execute(plan)?, &args.session)
+    run_and_finish(plan, &args.session)
 }
 
 /// The device a resumed run continues on: --device when given, else the one it was trained on,

@@ -16,6 +16,7 @@
 
 pub mod checkpoint;
 pub mod export;
+pub mod figure;
 pub mod inputs;
 pub mod onnx;
 pub mod ot;

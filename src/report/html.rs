@@ -1,8 +1,8 @@
 //! `report.html`: one self-contained page (pictures embedded as data URIs, styles inline, no
 //! scripts, no network) with the run's configuration, tables and pictures.
 
-use super::Picture;
 use crate::eval::{ClassificationReport, Scores};
+use crate::io::figure::Figure;
 use crate::io::RunConfig;
 use crate::train::EpochRecord;
 use anyhow::Result;
@@ -16,7 +16,7 @@ pub struct PageInputs<'a> {
     pub records: &'a [EpochRecord],
     pub report: &'a ClassificationReport,
     pub data_description: &'a str,
-    pub pictures: &'a [Picture],
+    pub figures: &'a [Figure],
 }
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;\
@@ -58,7 +58,7 @@ pub fn page(inputs: &PageInputs<'_>) -> Result<String> {
         fine_tuning(&mut html, parent, config)?;
     }
     writeln!(html, "<h2>Training</h2>")?;
-    figure(&mut html, &inputs.pictures[0])?;
+    figure(&mut html, &inputs.figures[0])?;
     epoch_table(&mut html, inputs.records)?;
     writeln!(
         html,
@@ -66,11 +66,11 @@ pub fn page(inputs: &PageInputs<'_>) -> Result<String> {
         escape(inputs.data_description)
     )?;
     class_table(&mut html, inputs.report)?;
-    for picture in &inputs.pictures[1..3] {
+    for picture in &inputs.figures[1..3] {
         figure(&mut html, picture)?;
     }
     writeln!(html, "<h2>What the first layer learned</h2>")?;
-    figure(&mut html, &inputs.pictures[3])?;
+    figure(&mut html, &inputs.figures[3])?;
     writeln!(html, "<h2>Configuration</h2>")?;
     config_table(&mut html, config)?;
     writeln!(
@@ -151,7 +151,7 @@ fn fine_tuning(html: &mut String, parent: &Path, config: &RunConfig) -> Result<(
     Ok(())
 }
 
-fn figure(html: &mut String, picture: &Picture) -> Result<()> {
+fn figure(html: &mut String, picture: &Figure) -> Result<()> {
     let data = base64::engine::general_purpose::STANDARD.encode(&picture.png);
     writeln!(
         html,

@@ -15,6 +15,7 @@ pub mod lr_find;
 use crate::data::Split;
 use crate::eval;
 use crate::eval::metrics::MacroAverages;
+use crate::io::figure::Figure;
 use crate::io::run_folder::RunFolder;
 use crate::model::Classifier;
 use crate::run::CompletedRun;
@@ -45,28 +46,9 @@ pub struct ReportSummary {
     pub macro_avg: MacroAverages,
     pub mistakes: usize,
     pub files: Vec<PathBuf>,
-    /// The pictures drawn, by file name (for the TensorBoard log).
+    /// The figures drawn, each with its TensorBoard tag (for the run's log).
     #[serde(skip)]
-    pub pictures: Vec<DrawnPicture>,
-}
-
-/// A picture of the report as drawn: its file name in the run folder and its PNG bytes.
-pub struct DrawnPicture {
-    pub file: &'static str,
-    pub png: Vec<u8>,
-}
-
-impl std::fmt::Debug for DrawnPicture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({} bytes)", self.file, self.png.len())
-    }
-}
-
-/// A picture of the report: its file name, its PNG bytes and what it shows.
-struct Picture {
-    file: &'static str,
-    png: Vec<u8>,
-    caption: String,
+    pub figures: Vec<Figure>,
 }
 
 /// Reads the run folder's config.json and metrics.jsonl, evaluates `model` on `data` (described
@@ -85,74 +67,22 @@ pub fn write_report(
         "{}: no epoch recorded yet",
         folder.metrics_path().display()
     );
-    let chosen_epoch = config.final_metrics.as_ref().map(|m| m.chosen_epoch);
-
     let evaluation = eval::evaluate(model, data)?;
     let report = evaluation.report();
-    let truth = data.label_vec();
-    let wrong = truth
-        .iter()
-        .zip(&evaluation.predictions)
-        .filter(|(t, p)| t != p)
-        .count();
-    let shown = gallery::most_confident_mistakes(
-        &truth,
-        &evaluation.predictions,
-        &evaluation.confidences,
-        gallery::MISTAKE_COLUMNS * gallery::MISTAKE_ROWS,
-    );
-    let images = data.images.to_device(Device::Cpu).to_kind(Kind::Float);
-    let mistakes: Vec<gallery::Mistake> = shown
-        .iter()
-        .map(|&i| {
-            Ok(gallery::Mistake {
-                pixels: Vec::<f32>::try_from(images.get(i as i64).flatten(0, -1))?,
-                truth: truth[i],
-                predicted: evaluation.predictions[i],
-                probability: evaluation.confidences[i],
-            })
-        })
-        .collect::<Result<_>>()?;
-
-    let accuracy = format!("{:.2}%", 100.0 * report.accuracy);
-    let pictures = [
-        Picture {
-            file: CURVES_FILE,
-            png: charts::curves(&records, chosen_epoch)?.to_png()?,
-            caption: "Loss and accuracy per epoch (the dashed line marks the epoch whose weights \
-                      were kept)"
-                .to_owned(),
-        },
-        Picture {
-            file: CONFUSION_FILE,
-            png: charts::confusion(
-                &report.confusion_matrix,
-                &format!(
-                    "Confusion matrix: {accuracy} of {} digits right",
-                    data.len()
-                ),
-            )?
-            .to_png()?,
-            caption: format!(
-                "Confusion matrix on {data_description}: rows are the true digit, columns the \
-                 prediction; blue shades the recall, red the mistakes"
-            ),
-        },
-        Picture {
-            file: MISTAKES_FILE,
-            png: gallery::mistakes(&mistakes, wrong, data.len())?.to_png()?,
-            caption: format!("The mistakes made with the most confidence on {data_description}"),
-        },
-        Picture {
-            file: FILTERS_FILE,
-            png: gallery::filters(&first_layer_filters(model)?, 3)?.to_png()?,
-            caption: "The first convolution's filters (blue negative, red positive)".to_owned(),
-        },
-    ];
+    let mistakes = Mistakes::of(&evaluation, data)?;
+    let drawn = Drawn {
+        records: &records,
+        chosen_epoch: config.final_metrics.as_ref().map(|m| m.chosen_epoch),
+        report: &report,
+        mistakes: &mistakes,
+        examples: data.len(),
+        data_description,
+    };
+    let figures = drawn.figures(model)?;
     let mut files = Vec::new();
-    for picture in &pictures {
-        let path = run_dir.join(picture.file);
-        crate::fsutil::write_bytes_atomically(&path, &picture.png)?;
+    for figure in &figures {
+        let path = run_dir.join(figure.file);
+        crate::fsutil::write_bytes_atomically(&path, &figure.png)?;
         files.push(path);
     }
     let page = html::page(&html::PageInputs {
@@ -161,7 +91,7 @@ pub fn write_report(
         records: &records,
         report: &report,
         data_description,
-        pictures: &pictures,
+        figures: &figures,
     })?;
     let html_path = run_dir.join(HTML_FILE);
     crate::fsutil::write_bytes_atomically(&html_path, page.as_bytes())?;
@@ -171,16 +101,102 @@ pub fn write_report(
         evaluated_on: data_description.to_owned(),
         accuracy: report.accuracy,
         macro_avg: report.macro_avg,
-        mistakes: wrong,
+        mistakes: mistakes.count,
         files,
-        pictures: pictures
-            .into_iter()
-            .map(|p| DrawnPicture {
-                file: p.file,
-                png: p.png,
-            })
-            .collect(),
+        figures,
     })
+}
+
+/// The model's mistakes on the data: how many, and the most confident ones to show.
+struct Mistakes {
+    count: usize,
+    shown: Vec<gallery::Mistake>,
+}
+
+impl Mistakes {
+    fn of(evaluation: &eval::Evaluation, data: &Split) -> Result<Self> {
+        let truth = data.label_vec();
+        let predictions = &evaluation.predictions;
+        let count = truth
+            .iter()
+            .zip(predictions)
+            .filter(|(t, p)| t != p)
+            .count();
+        let shown = gallery::most_confident_mistakes(
+            &truth,
+            predictions,
+            &evaluation.confidences,
+            gallery::MISTAKE_COLUMNS * gallery::MISTAKE_ROWS,
+        );
+        let images = data.images.to_device(Device::Cpu).to_kind(Kind::Float);
+        let shown = shown
+            .iter()
+            .map(|&i| {
+                Ok(gallery::Mistake {
+                    pixels: Vec::<f32>::try_from(images.get(i as i64).flatten(0, -1))?,
+                    truth: truth[i],
+                    predicted: predictions[i],
+                    probability: evaluation.confidences[i],
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { count, shown })
+    }
+}
+
+/// What the report's figures are drawn from.
+struct Drawn<'a> {
+    records: &'a [crate::train::EpochRecord],
+    chosen_epoch: Option<usize>,
+    report: &'a eval::metrics::ClassificationReport,
+    mistakes: &'a Mistakes,
+    examples: usize,
+    data_description: &'a str,
+}
+
+impl Drawn<'_> {
+    /// The four figures, in the order report.html shows them, each with its TensorBoard tag.
+    fn figures(&self, model: &Classifier) -> Result<Vec<Figure>> {
+        let description = self.data_description;
+        let accuracy = format!("{:.2}%", 100.0 * self.report.accuracy);
+        let confusion_title = format!(
+            "Confusion matrix: {accuracy} of {} digits right",
+            self.examples
+        );
+        let mistakes = &self.mistakes;
+        Ok(vec![
+            Figure {
+                file: CURVES_FILE,
+                tag: None,
+                png: charts::curves(self.records, self.chosen_epoch)?.to_png()?,
+                caption: "Loss and accuracy per epoch (the dashed line marks the epoch whose \
+                          weights were kept)"
+                    .to_owned(),
+            },
+            Figure {
+                file: CONFUSION_FILE,
+                tag: Some("final/confusion_matrix"),
+                png: charts::confusion(&self.report.confusion_matrix, &confusion_title)?
+                    .to_png()?,
+                caption: format!(
+                    "Confusion matrix on {description}: rows are the true digit, columns the \
+                     prediction; blue shades the recall, red the mistakes"
+                ),
+            },
+            Figure {
+                file: MISTAKES_FILE,
+                tag: Some("final/mistakes"),
+                png: gallery::mistakes(&mistakes.shown, mistakes.count, self.examples)?.to_png()?,
+                caption: format!("The mistakes made with the most confidence on {description}"),
+            },
+            Figure {
+                file: FILTERS_FILE,
+                tag: None,
+                png: gallery::filters(&first_layer_filters(model)?, 3)?.to_png()?,
+                caption: "The first convolution's filters (blue negative, red positive)".to_owned(),
+            },
+        ])
+    }
 }
 
 /// Loads `data` and writes the report of `model` into `run_dir`.

@@ -8,4 +8,4 @@ pub mod sink;
 pub mod training;
 
 pub use plan::{Resumable, ResumeChanges, RunPlan, Start};
-pub use training::{execute, CompletedRun};
+pub use training::{execute, AfterRun, CompletedRun, NothingAfter, RunFigures};

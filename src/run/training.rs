@@ -7,13 +7,16 @@ use super::sink::FolderSink;
 use crate::data::dataset::Dataset;
 use crate::data::Split;
 use crate::device::DeviceName;
+use crate::eval::metrics::MacroAverages;
 use crate::eval::{EvalSets, Scores};
 use crate::interrupt::{self, Interrupted};
+use crate::io::figure::Figure;
 use crate::io::run_config::now_utc;
 use crate::io::run_folder::{FolderUse, RESUME_FILE};
-use crate::io::tensorboard::RunLog;
+use crate::io::tensorboard::{FinalFigures, RunLog};
 use crate::io::{checkpoint, RunCommand, RunConfig, RunFolder, RunStatus};
 use crate::model::Classifier;
+use crate::nn::Architecture;
 use crate::runtime;
 use crate::train::{FinalMetrics, Fit, History, TrainOptions, TrainingState};
 use anyhow::{Context, Result};
@@ -30,8 +33,27 @@ pub struct CompletedRun {
     /// Holds the delivered weights, those of model.ot.
     pub model: Classifier,
     pub test: Option<Split>,
-    /// The run's TensorBoard log, to which the end of the run goes.
-    pub tensorboard: Option<RunLog>,
+}
+
+/// What a front end does once a run is complete and saved (writes its report); the figures it
+/// hands back end the run's TensorBoard log.
+pub trait AfterRun {
+    fn after(&self, run: &CompletedRun) -> Option<RunFigures>;
+}
+
+/// Nothing after the run: its log ends with the final scores alone.
+pub struct NothingAfter;
+
+impl AfterRun for NothingAfter {
+    fn after(&self, _: &CompletedRun) -> Option<RunFigures> {
+        None
+    }
+}
+
+/// The figures drawn after a run, and the macro averages computed for them.
+pub struct RunFigures {
+    pub figures: Vec<Figure>,
+    pub macro_avg: MacroAverages,
 }
 
 /// What the run starts with, once the plan's start is resolved.
@@ -43,8 +65,19 @@ struct Beginning {
     resumed: Option<Resumable>,
 }
 
-/// Runs a training session end to end.
-pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
+/// A run set up to train: its model, its record and history so far, the state it resumes
+/// from, and its TensorBoard log.
+struct Started {
+    model: Classifier,
+    config: RunConfig,
+    history: History,
+    state: Option<TrainingState>,
+    tensorboard: Option<RunLog>,
+}
+
+/// Runs a training session end to end, then `after` (the report), whose figures end the
+/// run's TensorBoard log.
+pub fn execute(mut plan: RunPlan, after: &dyn AfterRun) -> Result<CompletedRun> {
     // Listening before config.json says "running": a signal from now on stops the run after a
     // step, with its state saved and its status set.
     interrupt::install()?;
@@ -54,7 +87,10 @@ pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
         runtime::make_deterministic(plan.device)?;
     }
     let data = Dataset::load(&plan.data)?.to_device(plan.device);
-    let beginning = begin(plan.start, plan.options.seed, plan.device)?;
+    // The start is taken out of the plan (a resumed run's state moves into the run); the rest
+    // of the plan is read below.
+    let from = std::mem::replace(&mut plan.start, Start::Fresh(Architecture::Tutorial));
+    let beginning = begin(from, plan.options.seed, plan.device)?;
     let how = if beginning.resumed.is_some() {
         FolderUse::Continue
     } else if plan.overwrite {
@@ -63,10 +99,20 @@ pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
         FolderUse::New
     };
     let folder = RunFolder::create(plan.out.as_deref(), how)?;
-    let sets = EvalSets {
-        validation: data.validation.as_ref(),
-        test: data.test.as_ref(),
-    };
+    let started = start(&plan, beginning, &data, &folder)?;
+    let completed = train(&plan, started, data, folder)?;
+    Ok(completed.finish(after))
+}
+
+/// Sets the run up: the model in its precision, config.json's record (the run's own, when it
+/// resumes; a fine-tune's starting scores first), the TensorBoard log; config.json says
+/// "running" from here.
+fn start(
+    plan: &RunPlan,
+    beginning: Beginning,
+    data: &Dataset,
+    folder: &RunFolder,
+) -> Result<Started> {
     let mut model = beginning.model;
     // A resumed run's recorded precision, or the flag's: checked against this device again.
     match beginning.resumed.is_some() {
@@ -74,11 +120,10 @@ pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
         false => plan.options.precision.check(plan.device)?,
     }
     model.set_precision(plan.options.precision);
-    let mut config = new_config(plan.command, &plan.options, plan.device, &model, &data);
+    let mut config = new_config(plan.command, &plan.options, plan.device, &model, data);
     config.parent = beginning.parent.clone();
     config.recipe = plan.recipe;
-    let resuming = beginning.resumed.is_some();
-    let (mut history, state) = match beginning.resumed {
+    let (history, state) = match beginning.resumed {
         Some(resumed) => {
             // The run's own history: its start time, its starting scores, its epochs so far.
             config.started_at = resumed.config.started_at;
@@ -87,31 +132,55 @@ pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
         }
         None => {
             let parent = beginning.parent.as_deref();
+            let sets = EvalSets {
+                validation: data.validation.as_ref(),
+                test: data.test.as_ref(),
+            };
             (
-                score_start(&model, parent, &sets, &folder, &mut config)?,
+                score_start(&model, parent, &sets, folder, &mut config)?,
                 None,
             )
         }
     };
     let tensorboard = match plan.tensorboard {
         true => Some(start_tensorboard(
-            &folder,
+            folder,
             &config,
             &history,
             state.as_ref(),
-            &data,
+            data,
         )?),
         false => None,
     };
     folder.write_config(&config)?;
-    log_start(&config, &folder);
+    log_start(&config, folder);
+    Ok(Started {
+        model,
+        config,
+        history,
+        state,
+        tensorboard,
+    })
+}
 
-    // From here on config.json says "running": every way out that the process can catch (an
-    // error, a signal, a panic) must record how the run ended.
+/// Trains the started run, saving every epoch; records how it ended. Every way out that the
+/// process can catch (an error, a signal, a panic) is recorded in config.json.
+fn train(plan: &RunPlan, started: Started, data: Dataset, folder: RunFolder) -> Result<Finished> {
+    let Started {
+        model,
+        mut config,
+        mut history,
+        state,
+        tensorboard,
+    } = started;
+    let resuming = state.is_some();
     let fit = Fit {
         model: &model,
         train: &data.train,
-        eval: sets,
+        eval: EvalSets {
+            validation: data.validation.as_ref(),
+            test: data.test.as_ref(),
+        },
         options: &plan.options,
         resume: state.as_ref(),
     };
@@ -119,22 +188,50 @@ pub fn execute(plan: RunPlan) -> Result<CompletedRun> {
     if !resuming && config.before.is_some() {
         sink.metrics_epochs = Some(0); // the starting checkpoint's scores
     }
-    let fitted = catching_panics(|| fit.run(&mut history, &mut sink));
-    let outcome = match fitted {
+    let outcome = match catching_panics(|| fit.run(&mut history, &mut sink)) {
         Ok(outcome) => outcome,
         Err(err) => return Err(mark_stopped(err, &mut sink, &mut config)),
     };
     let final_metrics = FinalMetrics::new(&history, outcome);
     mark_completed(&folder, &mut config, &final_metrics)?;
     let tensorboard = sink.tensorboard.take();
-    Ok(CompletedRun {
-        folder,
-        config,
-        final_metrics,
-        model,
-        test: data.test,
+    Ok(Finished {
+        run: CompletedRun {
+            folder,
+            config,
+            final_metrics,
+            model,
+            test: data.test,
+        },
         tensorboard,
     })
+}
+
+/// A completed run whose TensorBoard log is still open.
+struct Finished {
+    run: CompletedRun,
+    tensorboard: Option<RunLog>,
+}
+
+impl Finished {
+    /// Runs `after`, then ends the log with the delivered model's figures and the figures
+    /// `after` drew. The run is complete and saved by then: a log that cannot be ended is a
+    /// warning.
+    fn finish(self, after: &dyn AfterRun) -> CompletedRun {
+        let drawn = after.after(&self.run);
+        if let Some(mut log) = self.tensorboard {
+            let figures = FinalFigures {
+                epoch: self.run.final_metrics.epochs_completed,
+                metrics: &self.run.final_metrics,
+                macro_avg: drawn.as_ref().map(|d| &d.macro_avg),
+                figures: drawn.as_ref().map_or(&[], |d| d.figures.as_slice()),
+            };
+            if let Err(err) = log.finish(&figures) {
+                warn!("{}: {err:#}", log.path().display());
+            }
+        }
+        self.run
+    }
 }
 
 /// Starts the run's TensorBoard log: for a resumed run, the steps and epochs logged up to its

@@ -17,7 +17,7 @@ pub mod proto;
 pub mod read;
 pub mod run_log;
 
-pub use run_log::{FinalFigures, Picture, RunLog};
+pub use run_log::{FinalFigures, RunLog};
 
 use crate::fsutil;
 use anyhow::{Context, Result};

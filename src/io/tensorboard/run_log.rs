@@ -30,6 +30,7 @@ use super::proto::{event, session_log, Event, SessionLog};
 use super::read::read_events;
 use super::{EventWriter, EVENTS_PREFIX};
 use crate::eval::metrics::MacroAverages;
+use crate::io::figure::Figure;
 use crate::io::RunConfig;
 use crate::train::{EpochRecord, FinalMetrics, RunPosition, StepSample};
 use anyhow::{Context, Result};
@@ -52,12 +53,6 @@ const STEP_PREFIX: &str = "step/";
 /// The metrics of the HParams table.
 const METRICS: [&str; 2] = ["final/test_accuracy", "final/test_loss"];
 
-/// A picture for the end of the run: its tag and PNG bytes.
-pub struct Picture {
-    pub tag: &'static str,
-    pub png: Vec<u8>,
-}
-
 /// What the end of a run logs.
 pub struct FinalFigures<'a> {
     /// The epoch the figures are logged at: the last one trained.
@@ -65,7 +60,8 @@ pub struct FinalFigures<'a> {
     pub metrics: &'a FinalMetrics,
     /// The report's macro averages, when the report was written.
     pub macro_avg: Option<&'a MacroAverages>,
-    pub pictures: &'a [Picture],
+    /// The report's figures; those with a tag are logged.
+    pub figures: &'a [Figure],
 }
 
 /// A run's TensorBoard log, open for appending.
@@ -154,10 +150,11 @@ impl RunLog {
             ("final/f1_macro", averages.map(|a| a.f1)),
         ];
         self.scalars(figures.epoch, &scalars)?;
-        for picture in figures.pictures {
-            let size = png_size(&picture.png).context("not a PNG picture")?;
+        for figure in figures.figures {
+            let Some(tag) = figure.tag else { continue };
+            let size = png_size(&figure.png).context("not a PNG picture")?;
             self.writer
-                .image(picture.tag, figures.epoch as i64, &picture.png, size)?;
+                .image(tag, figures.epoch as i64, &figure.png, size)?;
         }
         self.session_end(Status::Success)
     }
