@@ -5,6 +5,7 @@ use super::canvas::{blend, bold, centred, drawing, label, text, Canvas};
 use crate::eval::ConfusionMatrix;
 use crate::train::EpochRecord;
 use anyhow::Result;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 /// Each panel of `curves.png`; two panels side by side, three with a learning-rate schedule.
@@ -49,54 +50,11 @@ pub fn curves_size(records: &[EpochRecord]) -> (u32, u32) {
 pub fn curves(records: &[EpochRecord], chosen_epoch: Option<usize>) -> Result<Canvas> {
     let (width, height) = curves_size(records);
     let mut canvas = Canvas::new(width, height);
-    let points = |f: &dyn Fn(&EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
-        records
-            .iter()
-            .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
-            .collect()
-    };
-    let losses = [
-        Series {
-            label: "train loss",
-            color: TRAIN,
-            points: points(&|r| r.train_loss),
-        },
-        Series {
-            label: "validation loss",
-            color: VALIDATION,
-            points: points(&|r| r.scores.validation_loss),
-        },
-        Series {
-            label: "test loss",
-            color: TEST,
-            points: points(&|r| r.scores.test_loss),
-        },
-    ];
-    let accuracies = [
-        Series {
-            label: "validation accuracy",
-            color: VALIDATION,
-            points: points(&|r| r.scores.validation_accuracy.map(|a| 100.0 * a)),
-        },
-        Series {
-            label: "test accuracy",
-            color: TEST,
-            points: points(&|r| r.scores.test_accuracy.map(|a| 100.0 * a)),
-        },
-    ];
-    // The rate at the start and at the end of each epoch, drawn over training progress.
-    let rates = [Series {
-        label: "learning rate",
-        color: TRAIN,
-        points: records
-            .iter()
-            .filter(|r| r.epoch > 0)
-            .flat_map(|r| {
-                let start = (r.epoch - 1) as f64;
-                [(start, r.learning_rate), (start + 1.0, r.learning_rate_end)]
-            })
-            .collect(),
-    }];
+    let (losses, accuracies, rates) = (
+        loss_series(records),
+        accuracy_series(records),
+        rate_series(records),
+    );
     let with_schedule = has_schedule(records);
     canvas.draw(|area| {
         let panels = area.split_evenly((1, if with_schedule { 3 } else { 2 }));
@@ -129,6 +87,65 @@ pub fn curves(records: &[EpochRecord], chosen_epoch: Option<usize>) -> Result<Ca
         Ok(())
     })?;
     Ok(canvas)
+}
+
+/// One value per epoch, where `value` has one.
+fn points(records: &[EpochRecord], value: impl Fn(&EpochRecord) -> Option<f64>) -> Vec<(f64, f64)> {
+    records
+        .iter()
+        .filter_map(|r| value(r).map(|v| (r.epoch as f64, v)))
+        .collect()
+}
+
+fn loss_series(records: &[EpochRecord]) -> [Series; 3] {
+    [
+        Series {
+            label: "train loss",
+            color: TRAIN,
+            points: points(records, |r| r.train_loss),
+        },
+        Series {
+            label: "validation loss",
+            color: VALIDATION,
+            points: points(records, |r| r.scores.validation_loss),
+        },
+        Series {
+            label: "test loss",
+            color: TEST,
+            points: points(records, |r| r.scores.test_loss),
+        },
+    ]
+}
+
+fn accuracy_series(records: &[EpochRecord]) -> [Series; 2] {
+    [
+        Series {
+            label: "validation accuracy",
+            color: VALIDATION,
+            points: points(records, |r| r.scores.validation_accuracy.map(|a| 100.0 * a)),
+        },
+        Series {
+            label: "test accuracy",
+            color: TEST,
+            points: points(records, |r| r.scores.test_accuracy.map(|a| 100.0 * a)),
+        },
+    ]
+}
+
+/// The rate at the start and at the end of each epoch, drawn over training progress.
+fn rate_series(records: &[EpochRecord]) -> [Series; 1] {
+    [Series {
+        label: "learning rate",
+        color: TRAIN,
+        points: records
+            .iter()
+            .filter(|r| r.epoch > 0)
+            .flat_map(|r| {
+                let start = (r.epoch - 1) as f64;
+                [(start, r.learning_rate), (start + 1.0, r.learning_rate_end)]
+            })
+            .collect(),
+    }]
 }
 
 #[derive(Clone, Copy)]
@@ -168,6 +185,42 @@ struct Panel<'a> {
     legend_at: SeriesLabelPosition,
 }
 
+/// The epochs the series span: at least one epoch wide, from at most epoch 1.
+fn epoch_range(series: &[Series]) -> (f64, f64) {
+    let x_max = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(1.0f64, f64::max);
+    let x_min = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(x_max, f64::min)
+        .min(x_max - 1.0);
+    (x_min, x_max)
+}
+
+/// One series as a line with a dot at each point, named in the legend.
+fn draw_line<DB: DrawingBackend>(
+    chart: &mut ChartContext<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    s: &Series,
+) -> Result<()> {
+    let color = s.color;
+    drawing(chart.draw_series(LineSeries::new(
+        s.points.iter().copied(),
+        color.stroke_width(2),
+    )))?
+    .label(s.label)
+    .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    drawing(
+        chart.draw_series(
+            s.points
+                .iter()
+                .map(move |&p| Circle::new(p, 3, color.filled())),
+        ),
+    )?;
+    Ok(())
+}
+
 /// Draws a panel, with a dashed line at the kept epoch when there is one.
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
@@ -181,15 +234,7 @@ fn panel<DB: DrawingBackend>(
         scale,
         ..
     } = *spec;
-    let x_max = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.0))
-        .fold(1.0f64, f64::max);
-    let x_min = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.0))
-        .fold(x_max, f64::min)
-        .min(x_max - 1.0);
+    let (x_min, x_max) = epoch_range(series);
     let (y_min, y_max) = value_range(series, scale);
     let mut chart = drawing(
         ChartBuilder::on(area)
@@ -232,20 +277,7 @@ fn panel<DB: DrawingBackend>(
         .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], CHOSEN.stroke_width(1)));
     }
     for s in series.iter().filter(|s| !s.points.is_empty()) {
-        let color = s.color;
-        drawing(chart.draw_series(LineSeries::new(
-            s.points.iter().copied(),
-            color.stroke_width(2),
-        )))?
-        .label(s.label)
-        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
-        drawing(
-            chart.draw_series(
-                s.points
-                    .iter()
-                    .map(move |&p| Circle::new(p, 3, color.filled())),
-            ),
-        )?;
+        draw_line(&mut chart, s)?;
     }
     drawing(
         chart
@@ -265,7 +297,6 @@ pub fn confusion(matrix: &ConfusionMatrix, title: &str) -> Result<Canvas> {
     let (width, height) = CONFUSION_SIZE;
     let mut canvas = Canvas::new(width, height);
     let classes = matrix.classes();
-    let cell = 56i32;
     let (left, top) = (120i32, 80i32);
     let largest_mistake = (0..classes)
         .flat_map(|t| (0..classes).filter(move |&p| p != t).map(move |p| (t, p)))
@@ -283,7 +314,6 @@ pub fn confusion(matrix: &ConfusionMatrix, title: &str) -> Result<Canvas> {
         for (t, row) in matrix.rows().iter().enumerate() {
             let support: u64 = row.iter().sum();
             for (p, &count) in row.iter().enumerate() {
-                let (x, y) = (left + p as i32 * cell, top + t as i32 * cell);
                 let shade = if t == p {
                     count as f64 / support.max(1) as f64
                 } else if count > 0 {
@@ -291,57 +321,89 @@ pub fn confusion(matrix: &ConfusionMatrix, title: &str) -> Result<Canvas> {
                 } else {
                     0.0
                 };
-                let color = blend(WHITE, if t == p { DIAGONAL } else { ERRORS }, shade);
-                drawing(area.draw(&Rectangle::new(
-                    [(x, y), (x + cell, y + cell)],
-                    color.filled(),
-                )))?;
-                drawing(area.draw(&Rectangle::new(
-                    [(x, y), (x + cell, y + cell)],
-                    RGBColor(210, 210, 210),
-                )))?;
-                let ink = if shade > 0.55 { WHITE } else { BLACK };
-                label(
-                    area,
-                    count.to_string(),
-                    (x + cell / 2, y + cell / 2),
-                    centred(text(15.0)).color(&ink),
-                )?;
+                let cell = Cell {
+                    at: (left + p as i32 * CELL, top + t as i32 * CELL),
+                    count,
+                    shade,
+                    correct: t == p,
+                };
+                cell.draw(area)?;
             }
         }
-        let grid = cell * classes as i32;
-        for c in 0..classes as i32 {
-            let middle = c * cell + cell / 2;
-            label(
-                area,
-                c.to_string(),
-                (left + middle, top + grid + 16),
-                centred(text(17.0)),
-            )?;
-            label(
-                area,
-                c.to_string(),
-                (left - 16, top + middle),
-                centred(text(17.0)),
-            )?;
-        }
-        label(
-            area,
-            "predicted digit",
-            (left + grid / 2, top + grid + 46),
-            centred(text(18.0)),
-        )?;
-        for (i, word) in ["true", "digit"].iter().enumerate() {
-            label(
-                area,
-                *word,
-                (left / 2 - 14, top + grid / 2 - 10 + 22 * i as i32),
-                centred(text(18.0)),
-            )?;
-        }
-        Ok(())
+        confusion_axes(area, classes, (left, top))
     })?;
     Ok(canvas)
+}
+
+/// What the pictures are drawn on.
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// The side of a confusion matrix's cell, in pixels.
+const CELL: i32 = 56;
+
+/// One cell of the confusion matrix: where, its count, and how deep its colour is.
+struct Cell {
+    at: (i32, i32),
+    count: u64,
+    shade: f64,
+    correct: bool,
+}
+
+impl Cell {
+    fn draw(&self, area: &Area) -> Result<()> {
+        let (x, y) = self.at;
+        let color = blend(
+            WHITE,
+            if self.correct { DIAGONAL } else { ERRORS },
+            self.shade,
+        );
+        let corners = [(x, y), (x + CELL, y + CELL)];
+        drawing(area.draw(&Rectangle::new(corners, color.filled())))?;
+        drawing(area.draw(&Rectangle::new(corners, RGBColor(210, 210, 210))))?;
+        let ink = if self.shade > 0.55 { WHITE } else { BLACK };
+        label(
+            area,
+            self.count.to_string(),
+            (x + CELL / 2, y + CELL / 2),
+            centred(text(15.0)).color(&ink),
+        )
+    }
+}
+
+/// The digits along both sides of the matrix whose top left corner is at `origin`, and the
+/// axes' names.
+fn confusion_axes(area: &Area, classes: usize, (left, top): (i32, i32)) -> Result<()> {
+    let grid = CELL * classes as i32;
+    for c in 0..classes as i32 {
+        let middle = c * CELL + CELL / 2;
+        label(
+            area,
+            c.to_string(),
+            (left + middle, top + grid + 16),
+            centred(text(17.0)),
+        )?;
+        label(
+            area,
+            c.to_string(),
+            (left - 16, top + middle),
+            centred(text(17.0)),
+        )?;
+    }
+    label(
+        area,
+        "predicted digit",
+        (left + grid / 2, top + grid + 46),
+        centred(text(18.0)),
+    )?;
+    for (i, word) in ["true", "digit"].iter().enumerate() {
+        label(
+            area,
+            *word,
+            (left / 2 - 14, top + grid / 2 - 10 + 22 * i as i32),
+            centred(text(18.0)),
+        )?;
+    }
+    Ok(())
 }
 
 /// Epoch labels only at whole epochs.

@@ -335,6 +335,7 @@ impl TrainOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn fractional_epochs_end_with_a_partial_epoch() {
@@ -386,61 +387,44 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("Adam family"));
-        let cases: [(TrainOptions, &str); 7] = [
+    }
+
+    #[test]
+    fn a_value_outside_its_rule_is_refused_by_its_key() {
+        let cases = [
+            ("batch_size", json!(0), "batch_size is 0"),
+            ("epochs", json!(1e300), "epochs is 1e300"),
+            ("learning_rate", json!(-1.0), "learning_rate is -1"),
+            ("label_smoothing", json!(5.0), "label_smoothing is 5"),
+            ("weight_averaging", json!(1.0), "weight_averaging is 1"),
+            ("patience", json!(0), "patience is 0"),
             (
-                TrainOptions {
-                    batch_size: 0,
-                    ..Default::default()
-                },
-                "batch_size is 0",
-            ),
-            (
-                TrainOptions {
-                    epochs: Epochs(1e300),
-                    ..Default::default()
-                },
-                "epochs is 1e300",
-            ),
-            (
-                TrainOptions {
-                    learning_rate: -1.0,
-                    ..Default::default()
-                },
-                "learning_rate is -1",
-            ),
-            (
-                TrainOptions {
-                    label_smoothing: 5.0,
-                    ..Default::default()
-                },
-                "label_smoothing is 5",
-            ),
-            (
-                TrainOptions {
-                    weight_averaging: Some(1.0),
-                    ..Default::default()
-                },
-                "weight_averaging is 1",
-            ),
-            (
-                TrainOptions {
-                    patience: Some(0),
-                    ..Default::default()
-                },
-                "patience is 0",
-            ),
-            (
-                TrainOptions {
-                    checkpoint_every_steps: Some(0),
-                    ..Default::default()
-                },
+                "checkpoint_every_steps",
+                json!(0),
                 "checkpoint_every_steps is 0",
             ),
+            ("min_lr", json!(-1.0), "min_lr is -1"),
         ];
-        for (options, expected) in cases {
-            let err = options.validate().unwrap_err().to_string();
-            assert!(err.starts_with(expected), "{err}");
+        for (key, value, expected) in cases {
+            let mut given = TrainOverrides::default();
+            given.set(key, value).unwrap();
+            let err = given.over(TrainOptions::default()).validate().unwrap_err();
+            assert!(err.to_string().starts_with(expected), "{err}");
         }
+        let cosine_floor = |min_lr| TrainOptions {
+            schedule: Schedule::Cosine,
+            min_lr: Some(min_lr),
+            ..Default::default()
+        };
+        assert!(cosine_floor(1e-5).validate().is_ok());
+        let err = cosine_floor(1e-3).validate().unwrap_err().to_string();
+        assert!(err.contains("below the learning rate"), "{err}");
+        let constant_floor = TrainOptions {
+            min_lr: Some(1e-5),
+            ..Default::default()
+        };
+        let err = constant_floor.validate().unwrap_err().to_string();
+        assert!(err.contains("the schedule is constant"), "{err}");
     }
 
     #[test]
