@@ -1,7 +1,6 @@
-//! The command line: flags (clap) in, the library's options out, one module per subcommand.
-//! Each turns its flags into options in one step ([`args`] holds what several share, [`values`]
-//! the value parsers), calls the library, and prints the outcome ([`output`]). Nothing below
-//! this module knows about flags.
+//! The command line: one module per subcommand turns its flags into the library's options in
+//! one step, calls the library and prints the outcome; nothing below this module knows about
+//! flags.
 
 pub mod args;
 pub mod bench;

@@ -1,10 +1,5 @@
-//! MNIST: the four canonical files, their digests, validation, and loading as tensors.
-//!
-//! - [`idx`] validates idx files before anything trusts their headers;
-//! - [`fetch`] downloads or imports the files, verifies their digests, and writes them atomically;
-//! - [`Mnist::load`] validates a folder and hands it to tch's bundled loader;
-//! - [`images`] reads pictures and labelled picture folders the way MNIST was made;
-//! - [`dataset`] assembles what a run trains and is judged on (limit, validation split).
+//! The data: MNIST's four files (validated, fetched, loaded as tensors), pictures, datasets
+//! with their validation split, and augmentation.
 
 pub mod augment;
 pub mod dataset;

@@ -1,11 +1,5 @@
-//! Evaluation and inference: what a model (one network or an ensemble) says about pictures, and
-//! how good that is.
-//!
-//! - [`metrics`]: the confusion matrix, per-class precision/recall/F1, the classification report;
-//! - [`evaluate`]: a model over a split: loss, predictions, confidences;
-//! - [`scores`]: the validation and test scores a run records after each epoch;
-//! - [`ensemble`] and [`tta`]: several models, and turned views, answering as one;
-//! - [`infer`] and [`predict`]: pixels to probabilities, pictures to digits.
+//! Evaluation and inference: what a model (one network, an ensemble, turned views) says about
+//! pictures, and how good that is.
 
 pub mod ensemble;
 pub mod evaluate;

@@ -1,5 +1,5 @@
-//! The model: a network with its variables ([`Classifier`]), and what any model that answers
-//! does ([`Predictor`]).
+//! A network with its variables ([`Classifier`]), and what any model that answers does
+//! ([`Predictor`]).
 
 pub mod classifier;
 pub mod predictor;

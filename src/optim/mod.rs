@@ -1,11 +1,6 @@
-//! The optimizers, written on tensors so that their state can be saved with a checkpoint and a
-//! resumed run continues exactly where it stopped (tch's optimizers wrap libtorch's C++ ones,
-//! whose state cannot be read or written from Rust): [`Adam`] (and AdamW, its decoupled weight
-//! decay) and [`Sgd`] (momentum, Nesterov), each as PyTorch defines it; and gradient clipping
-//! by the global norm ([`clip`]).
-//!
-//! Weight decay leaves out the parameters that should not decay: biases and batch-norm
-//! weights (see [`decays`]), as the usual practice for AdamW and SGD is.
+//! The optimizers (Adam, AdamW and SGD as PyTorch defines them, written on tensors so that a
+//! resumed run continues with their exact state), gradient clipping, the fp16 loss scale and
+//! the learning-rate schedules.
 
 pub mod adam;
 pub mod clip;

@@ -160,34 +160,41 @@ pub fn filters(weights: &[Vec<f32>], side: usize) -> Result<Canvas> {
                 RGBColor(150, 150, 150),
             )))?;
         }
-        // The colour bar.
-        let bar_top = 60 + rows * pitch + 10;
-        let (bar_left, bar_width) = (150, 400);
-        for i in 0..bar_width {
-            let w = limit * (2.0 * i as f32 / (bar_width - 1) as f32 - 1.0);
-            drawing(area.draw(&Rectangle::new(
-                [(bar_left + i, bar_top), (bar_left + i + 1, bar_top + 16)],
-                weight_color(w, limit).filled(),
-            )))?;
-        }
-        let below = text(15.0).pos(Pos::new(HPos::Center, VPos::Top));
-        for (at, value) in [(0, -limit), (bar_width / 2, 0.0), (bar_width, limit)] {
-            label(
-                area,
-                format!("{value:+.2}"),
-                (bar_left + at, bar_top + 22),
-                below.clone(),
-            )?;
-        }
-        label(
-            area,
-            "weight",
-            (bar_left + bar_width + 50, bar_top + 8),
-            centred(text(15.0)),
-        )?;
-        Ok(())
+        colour_bar(area, limit, 60 + rows * pitch + 10)
     })?;
     Ok(canvas)
+}
+
+/// The colour scale of the weights, from -`limit` to +`limit`, with its top at `bar_top`.
+fn colour_bar(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    limit: f32,
+    bar_top: i32,
+) -> Result<()> {
+    let (bar_left, bar_width) = (150, 400);
+    for i in 0..bar_width {
+        let w = limit * (2.0 * i as f32 / (bar_width - 1) as f32 - 1.0);
+        drawing(area.draw(&Rectangle::new(
+            [(bar_left + i, bar_top), (bar_left + i + 1, bar_top + 16)],
+            weight_color(w, limit).filled(),
+        )))?;
+    }
+    let below = text(15.0).pos(Pos::new(HPos::Center, VPos::Top));
+    for (at, value) in [(0, -limit), (bar_width / 2, 0.0), (bar_width, limit)] {
+        label(
+            area,
+            format!("{value:+.2}"),
+            (bar_left + at, bar_top + 22),
+            below.clone(),
+        )?;
+    }
+    label(
+        area,
+        "weight",
+        (bar_left + bar_width + 50, bar_top + 8),
+        centred(text(15.0)),
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

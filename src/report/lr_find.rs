@@ -30,10 +30,7 @@ fn chart<DB: DrawingBackend>(
         points[0].learning_rate,
         points[points.len() - 1].learning_rate,
     );
-    let lowest = points.iter().map(|p| p.loss.min(p.smoothed_loss));
-    let y_min = lowest.fold(f64::INFINITY, f64::min).max(0.0);
-    // The first loss bounds the view: the raw losses of a diverging end would flatten the rest.
-    let y_max = points[0].smoothed_loss.max(y_min * 1.5) * 1.15;
+    let (y_min, y_max) = loss_range(finding);
     let mut chart = drawing(
         ChartBuilder::on(area)
             .caption(title, bold(20.0))
@@ -65,18 +62,7 @@ fn chart<DB: DrawingBackend>(
     drawing(chart.draw_series(LineSeries::new(smooth, SMOOTHED.stroke_width(2))))?
         .label("smoothed loss")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], SMOOTHED.stroke_width(2)));
-    let marks = [
-        (
-            finding.steepest,
-            STEEPEST,
-            format!("suggested (steepest descent): {:.1e}", finding.steepest),
-        ),
-        (
-            finding.minimum_over_ten,
-            MINIMUM,
-            format!("minimum / 10: {:.1e}", finding.minimum_over_ten),
-        ),
-    ];
+    let marks = suggestions(finding);
     for (rate, color, label) in marks {
         if !(x_min..=x_max).contains(&rate) {
             continue;
@@ -100,4 +86,30 @@ fn chart<DB: DrawingBackend>(
             .draw(),
     )?;
     Ok(())
+}
+
+/// The losses the chart shows: from the lowest to a little above the first (smoothed) loss;
+/// the raw losses of a diverging end would flatten the rest.
+fn loss_range(finding: &RateFinding) -> (f64, f64) {
+    let points = &finding.points;
+    let lowest = points.iter().map(|p| p.loss.min(p.smoothed_loss));
+    let y_min = lowest.fold(f64::INFINITY, f64::min).max(0.0);
+    let y_max = points[0].smoothed_loss.max(y_min * 1.5) * 1.15;
+    (y_min, y_max)
+}
+
+/// The suggested rates, each with its colour and legend.
+fn suggestions(finding: &RateFinding) -> [(f64, RGBColor, String); 2] {
+    [
+        (
+            finding.steepest,
+            STEEPEST,
+            format!("suggested (steepest descent): {:.1e}", finding.steepest),
+        ),
+        (
+            finding.minimum_over_ten,
+            MINIMUM,
+            format!("minimum / 10: {:.1e}", finding.minimum_over_ten),
+        ),
+    ]
 }

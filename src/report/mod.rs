@@ -1,9 +1,5 @@
-//! The run report: training curves, the confusion matrix, the most confident mistakes and the
-//! first layer's filters as PNG pictures, and one self-contained `report.html` holding them all
-//! with the configuration and the tables.
-//!
-//! Everything is drawn into memory with plotters and the bundled DejaVu fonts, encoded as PNG by
-//! `image`, and written atomically into the run folder.
+//! The run report: curves, confusion matrix, confident mistakes and first-layer filters as
+//! PNG figures, and one self-contained `report.html` holding them with the run's tables.
 
 mod canvas;
 mod charts;

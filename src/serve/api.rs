@@ -146,6 +146,11 @@ pub async fn predict(
         let one = predictions.into_iter().next().expect("one field");
         return Ok(Json(one).into_response());
     }
+    list_answer(predictions).await
+}
+
+/// The answer to a list of fields: `{"predictions": [...]}`.
+async fn list_answer(predictions: Vec<Prediction>) -> Result<Response, ApiError> {
     if predictions.len() <= INLINE_ANSWERS {
         return Ok(Json(serde_json::json!({ "predictions": predictions })).into_response());
     }

@@ -190,32 +190,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.with(|s| {
             let mut out = String::new();
-            out.push_str(
-                "# HELP mnist_cnn_http_requests_total HTTP responses sent, by route and status.\n\
-                 # TYPE mnist_cnn_http_requests_total counter\n",
-            );
-            for ((route, status), count) in &s.responses {
-                let _ = writeln!(
-                    out,
-                    "mnist_cnn_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
-                );
-            }
-            out.push_str(
-                "# HELP mnist_cnn_http_request_errors_total HTTP responses with a 4xx or 5xx \
-                 status, by route.\n# TYPE mnist_cnn_http_request_errors_total counter\n",
-            );
-            let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
-            for ((route, status), count) in &s.responses {
-                if *status >= 400 {
-                    *errors.entry(route).or_default() += count;
-                }
-            }
-            for (route, count) in errors {
-                let _ = writeln!(
-                    out,
-                    "mnist_cnn_http_request_errors_total{{route=\"{route}\"}} {count}"
-                );
-            }
+            render_responses(&mut out, &s.responses);
             s.predict_latency.render(
                 &mut out,
                 "mnist_cnn_predict_request_duration_seconds",
@@ -260,6 +235,36 @@ impl Metrics {
             }
             out
         })
+    }
+}
+
+/// The responses sent, by route and status, and the errors among them, by route.
+fn render_responses(out: &mut String, responses: &BTreeMap<(String, u16), u64>) {
+    out.push_str(
+        "# HELP mnist_cnn_http_requests_total HTTP responses sent, by route and status.\n\
+         # TYPE mnist_cnn_http_requests_total counter\n",
+    );
+    for ((route, status), count) in responses {
+        let _ = writeln!(
+            out,
+            "mnist_cnn_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+        );
+    }
+    out.push_str(
+        "# HELP mnist_cnn_http_request_errors_total HTTP responses with a 4xx or 5xx \
+         status, by route.\n# TYPE mnist_cnn_http_request_errors_total counter\n",
+    );
+    let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
+    for ((route, status), count) in responses {
+        if *status >= 400 {
+            *errors.entry(route).or_default() += count;
+        }
+    }
+    for (route, count) in errors {
+        let _ = writeln!(
+            out,
+            "mnist_cnn_http_request_errors_total{{route=\"{route}\"}} {count}"
+        );
     }
 }
 

@@ -1,13 +1,5 @@
-//! `mnist-cnn serve`: the model behind HTTP. axum routes on hyper's HTTP/1 server (driven here
-//! rather than through `axum::serve`, which cannot bound how long a client may take to send
-//! its headers); a batching thread owns the model (see [`batcher`]).
-//!
-//! Safe by default: loopback address with Host checks (and an API key, required off loopback),
-//! bounded bodies (each, and all held at once), body, header and write timeouts, at most
-//! [`stream::MAX_REQUESTS_PER_CONNECTION`] requests a connection, work in flight bounded by fields and admitted
-//! whole (503 when a request does not fit), fair batches, bounded connections (in all and per
-//! client address), bounded JSON parsing and picture decoding; Ctrl-C or SIGTERM stops
-//! accepting, lets in-flight requests finish, then exits.
+//! `mnist-cnn serve`: the model behind HTTP (axum on hyper's HTTP/1 server, a batching thread
+//! owning the model), safe by default against slow, greedy and hostile clients.
 
 pub mod access;
 pub mod admission;
@@ -181,20 +173,7 @@ async fn serve(state: Arc<AppState>, options: &ServeOptions) -> Result<()> {
     if !local.ip().is_loopback() {
         warn!("listening on {local}: reachable from other machines");
     }
-    let architectures: Vec<&str> = state
-        .model
-        .models
-        .iter()
-        .map(|m| m.architecture.as_str())
-        .collect();
-    info!(
-        "serving {} on http://{local} (max batch {}, wait {:?}); Ctrl-C stops",
-        architectures.join(" + "),
-        options.batch.max_batch,
-        options.batch.max_wait
-    );
-    println!("http://{local}");
-    let _ = std::io::stdout().flush();
+    announce(&state, local, options);
 
     tokio::spawn(trim_after_bursts(Arc::downgrade(&state)));
     let app = router(state);
@@ -242,6 +221,31 @@ async fn serve(state: Arc<AppState>, options: &ServeOptions) -> Result<()> {
         });
     }
     drop(listener);
+    drain(graceful, options).await;
+    Ok(())
+}
+
+/// Says what is served where: the models in the log, the address on stdout (where scripts
+/// wait for it).
+fn announce(state: &AppState, local: std::net::SocketAddr, options: &ServeOptions) {
+    let architectures: Vec<&str> = state
+        .model
+        .models
+        .iter()
+        .map(|m| m.architecture.as_str())
+        .collect();
+    info!(
+        "serving {} on http://{local} (max batch {}, wait {:?}); Ctrl-C stops",
+        architectures.join(" + "),
+        options.batch.max_batch,
+        options.batch.max_wait
+    );
+    println!("http://{local}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Lets the requests in flight finish (a second signal, or the drain timeout, stops at once).
+async fn drain(graceful: GracefulShutdown, options: &ServeOptions) {
     info!("stopping: finishing the requests in flight (Ctrl-C again stops at once)");
     tokio::spawn(async {
         shutdown_signal().await;
@@ -254,7 +258,6 @@ async fn serve(state: Arc<AppState>, options: &ServeOptions) -> Result<()> {
             warn!("connections still open after {:?}; stopping anyway", options.drain_timeout)
         }
     }
-    Ok(())
 }
 
 /// Every two seconds, hands the heap's free memory back to the system if a large request has

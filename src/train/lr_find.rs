@@ -98,20 +98,12 @@ pub fn find_learning_rate(
         optimizer.set_lr(rate);
         let begin = ((step % per_epoch) * options.batch_size) as i64;
         let batch = train.gather(&order.narrow(0, begin, options.batch_size as i64));
-        let batch = Batch {
-            images: &batch.images,
-            labels: &batch.labels,
-        };
-        let loss = train_step(
+        let stepper = Stepper {
             model,
-            &mut optimizer,
-            batch,
-            options.label_smoothing,
-            options.clip_grad_norm,
-            loss_scale.as_mut(),
-        )
-        .loss
-        .double_value(&[]);
+            options,
+            loss_scale: loss_scale.as_mut(),
+        };
+        let loss = stepper.loss_after(&mut optimizer, &batch);
         if !loss.is_finite() {
             diverged = true;
             break;
@@ -135,6 +127,33 @@ pub fn find_learning_rate(
         points.len()
     );
     Ok(suggest(points, diverged))
+}
+
+/// What one step of the sweep trains, and with what.
+struct Stepper<'a> {
+    model: &'a Classifier,
+    options: &'a TrainOptions,
+    loss_scale: Option<&'a mut LossScale>,
+}
+
+impl Stepper<'_> {
+    /// One training step on `batch`; its loss.
+    fn loss_after(self, optimizer: &mut Optimizer, batch: &Split) -> f64 {
+        let batch = Batch {
+            images: &batch.images,
+            labels: &batch.labels,
+        };
+        train_step(
+            self.model,
+            optimizer,
+            batch,
+            self.options.label_smoothing,
+            self.options.clip_grad_norm,
+            self.loss_scale,
+        )
+        .loss
+        .double_value(&[])
+    }
 }
 
 /// The steepest descent and the minimum over ten, from the recorded points.

@@ -1,4 +1,4 @@
-//! How one declaration serves every use of a training setting. [`declare_settings!`] takes each
+//! How one declaration serves every use of a training setting. `declare_settings!` takes each
 //! setting once (its config.json key, type, default, rule, flag and one-sentence help) and makes
 //! from it the [`TrainOptions`](super::TrainOptions) field (so config.json's key), its default,
 //! its check, the `KEYS` list, the all-`Option` [`TrainOverrides`](super::TrainOverrides) that
@@ -223,7 +223,7 @@ impl Flag {
 }
 
 /// One setting of the options `O` (whose overrides are `G`) as the command line sees it, made
-/// by [`declare_settings!`].
+/// by `declare_settings!`.
 pub struct Setting<O: 'static, G: 'static> {
     /// The config.json and TOML key.
     pub key: &'static str,

@@ -1,4 +1,5 @@
-//! `mnist-cnn bench`: training and inference throughput, and predict's latency.
+//! `mnist-cnn bench`: training and inference throughput, and predict's latency, measured by
+//! [`measure`].
 
 pub mod measure;
 
@@ -7,11 +8,13 @@ use super::output::print_json;
 use super::values;
 use crate::data::{self, Mnist};
 use crate::device::DeviceName;
+use crate::model::Classifier;
 use crate::rule::Rule;
 use crate::train::rules;
 use anyhow::{Context, Result};
 use measure::BenchResult;
 use std::path::PathBuf;
+use tch::Tensor;
 
 const STEPS: Rule<usize> = Rule::new(|n| (1..=1_000_000).contains(&n), "from 1 to 1000000");
 const WARMUP: Rule<usize> = Rule::new(|n| n <= 100_000, "from 0 to 100000");
@@ -57,18 +60,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let training =
         measure::time_training(&model, &train, args.batch_size, args.warmup, args.steps)?;
     let inference = measure::time_inference(&model, &test_images);
-    let latency = if args.no_latency {
-        None
-    } else {
-        let scratch = tempfile::tempdir().context("cannot create a scratch folder")?;
-        let inputs = measure::predict_inputs(&model, &mnist.test.images.get(0), scratch.path())?;
-        let binary = std::env::current_exe().context("cannot find the mnist-cnn binary")?;
-        Some(measure::time_predict(
-            &binary,
-            &inputs.model,
-            &inputs.picture,
-            tch::get_num_threads(),
-        )?)
+    let latency = match args.no_latency {
+        true => None,
+        false => Some(predict_latency(&model, &mnist.test.images.get(0))?),
     };
     let train_images_per_second = (args.steps * args.batch_size) as f64 / training.seconds;
     let result = BenchResult {
@@ -91,6 +85,26 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.json {
         return print_json(&result);
     }
+    print_result(&result);
+    Ok(())
+}
+
+/// predict's latency on one picture, from process start: a model and a picture written to a
+/// scratch folder, predicted by this binary.
+fn predict_latency(model: &Classifier, image: &Tensor) -> Result<f64> {
+    let scratch = tempfile::tempdir().context("cannot create a scratch folder")?;
+    let inputs = measure::predict_inputs(model, image, scratch.path())?;
+    let binary = std::env::current_exe().context("cannot find the mnist-cnn binary")?;
+    measure::time_predict(
+        &binary,
+        &inputs.model,
+        &inputs.picture,
+        tch::get_num_threads(),
+    )
+}
+
+/// The result as two lines of text.
+fn print_result(result: &BenchResult) {
     let ceiling = &result.ceiling;
     println!(
         "{} on {}, {}, {} thread(s), batch {}: training {:.0} images/s ({} steps in {:.2} s); inference {:.0} images/s{}",
@@ -118,5 +132,4 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         100.0 * ceiling.fraction_of_ceiling,
         ceiling.training_flops_per_image as f64 / 1e6
     );
-    Ok(())
 }

@@ -1,7 +1,6 @@
-//! Pictures of digits: decoding with limits ([`decode`]), the one MNIST-style preprocessing
-//! function ([`preprocess`]), labelled folders ([`folder`]), and fields written back as
-//! pictures ([`encode`]). Every path that reads pictures
-//! (image folders, `eval --images`, `predict`, `serve`) goes through [`preprocess::preprocess`].
+//! Pictures of digits: decoded with limits, preprocessed the way MNIST was made (one function,
+//! [`preprocess::preprocess`], for every path that reads pictures), read from labelled folders,
+//! and written back.
 
 pub mod decode;
 pub mod encode;

@@ -1,13 +1,6 @@
-//! Reading libtorch's `.ot` files (what tch's `Tensor::save_multi` writes: `model.ot`,
-//! `resume.ot`) without libtorch's TorchScript loader, which would run code a crafted file
-//! carries.
-//!
-//! The file is a zip archive under one root folder: `data.pkl` (the pickle that names the
-//! tensors and describes them, read by the restricted unpickler in [`pickle`]), `data/N` (the
-//! raw storages), and `code/`, `constants.pkl`, `version`, which are never read. Only entries
-//! stored uncompressed are accepted (libtorch writes the pickle and the storages so), and every
-//! size is bounded before anything is allocated; every tensor's shape, strides and offset are
-//! checked against its storage before a tensor is made ([`tensors`]).
+//! Reading libtorch's `.ot` files (zip archives of a pickle and raw storages) without
+//! libtorch's TorchScript loader, bounding every size and checking every tensor before one is
+//! made.
 
 pub mod pickle;
 mod rebuild;
