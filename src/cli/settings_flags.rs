@@ -45,7 +45,7 @@ pub struct ForFinetune;
 
 impl Flags for ForFinetune {
     fn takes(setting: &TrainSetting) -> bool {
-        setting.flag.on != FlagOn::Neither
+        matches!(setting.flag.on, FlagOn::Both | FlagOn::Finetune)
     }
 
     fn defaults() -> TrainOptions {
@@ -154,6 +154,57 @@ impl<C: Flags> clap::Args for SettingFlags<C> {
     }
 }
 
+/// The training settings as the README's Markdown table (between its `settings table`
+/// markers), made from the declaration as `--help` is: flag, config.json and TOML key, the
+/// defaults of `train` (the tutorial recipe) and of `finetune`, and what each does.
+pub fn markdown_table() -> String {
+    let mut table = String::from(
+        "| flag | key | `train` default | `finetune` default | meaning |\n\
+         | --- | --- | --- | --- | --- |\n",
+    );
+    let (train, finetune) = (ForTrain::defaults(), ForFinetune::defaults());
+    for setting in crate::train::SETTINGS {
+        let flag = match setting.flag.on {
+            FlagOn::Neither => "—".to_owned(),
+            _ if setting.is_switch => format!("`--{}`", setting.flag.name),
+            FlagOn::Both | FlagOn::Finetune | FlagOn::Elsewhere => {
+                let value_name = setting.flag.value_name.map_or_else(
+                    || setting.flag.name.to_uppercase().replace('-', "_"),
+                    str::to_owned,
+                );
+                format!("`--{} {value_name}`", setting.flag.name)
+            }
+        };
+        let default = |options: &TrainOptions| {
+            let shown = setting.flag.default_note.map(str::to_owned);
+            shown
+                .or_else(|| (setting.shown)(options))
+                .map_or("—".to_owned(), |value| format!("`{value}`"))
+        };
+        let note = match setting.flag.on {
+            FlagOn::Finetune => " (finetune only)",
+            FlagOn::Elsewhere => " (`--precision` also takes `auto`: see the table above)",
+            FlagOn::Both | FlagOn::Neither => "",
+        };
+        let choices: Vec<String> = (setting.choices)()
+            .into_iter()
+            .map(|(name, help)| format!("`{name}`: {help}"))
+            .collect();
+        let choices = match choices.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", choices.join("; ")),
+        };
+        table.push_str(&format!(
+            "| {flag} | `{}` | {} | {} | {}{note}{choices} |\n",
+            setting.key,
+            default(&train),
+            default(&finetune),
+            setting.help,
+        ));
+    }
+    table
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +294,20 @@ mod tests {
              the recipe's]"
         );
         assert!(help_text::<ForFinetune>(lr).ends_with("[default: 1e-4]"));
+    }
+
+    /// The README's table of settings is the declaration's, as `markdown_table` writes it.
+    #[test]
+    fn the_readme_lists_the_settings_as_declared() {
+        let readme = include_str!("../../README.md");
+        let begin = "<!-- settings table: made by cli::settings_flags::markdown_table -->\n";
+        let end = "<!-- end of settings table -->";
+        let start = readme.find(begin).expect("the README's settings table") + begin.len();
+        let stop = start + readme[start..].find(end).expect("its end");
+        let expected = markdown_table();
+        assert!(
+            readme[start..stop] == expected,
+            "the README's settings table differs from the declaration; it should read:\n{expected}"
+        );
     }
 }

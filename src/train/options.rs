@@ -246,10 +246,9 @@ declare_settings! {
     plateau_patience: usize = 2,
         rule Some(rules::PLATEAU_PATIENCE), flag Flag::new("plateau-patience").value_name("N"),
         help "The plateau schedule: bad epochs tolerated before the rate is lowered";
-    // Its flag is --precision, which also takes `auto` (decided on the machine).
     #[serde(default, skip_serializing_if = "is_fp32")]
     precision: Precision = Precision::Fp32,
-        rule None, flag Flag::NONE,
+        rule None, flag Flag::elsewhere("precision").value_name("P"),
         help "What the convolutions and linear layers compute in (absent: fp32, as runs made \
               before there was a choice)";
     #[serde(default, skip_serializing_if = "is_false")]

@@ -166,9 +166,11 @@ pub enum FlagOn {
     Both,
     /// `finetune` only (`--freeze`: a network trained from scratch has nothing to keep).
     Finetune,
-    /// No flag: set by the command itself, or by a flag of its own kind (`--precision`, which
-    /// also takes `auto`); a settings file may still set it.
+    /// No flag: set by the command itself; a settings file may still set it.
     Neither,
+    /// A flag of its own kind, declared with the device flags (`--precision`, which also takes
+    /// `auto`, decided on the machine).
+    Elsewhere,
 }
 
 /// A setting's flag: its name (`lr` for `--lr`), the placeholder `--help` shows for its value,
@@ -199,6 +201,14 @@ impl Flag {
         on: FlagOn::Neither,
         ..Self::new("")
     };
+
+    /// A flag declared with another group of flags (see [`FlagOn::Elsewhere`]).
+    pub const fn elsewhere(name: &'static str) -> Self {
+        Self {
+            on: FlagOn::Elsewhere,
+            ..Self::new(name)
+        }
+    }
 
     pub const fn value_name(self, value_name: &'static str) -> Self {
         Self {
