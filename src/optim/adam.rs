@@ -9,6 +9,7 @@
 //! (frozen ones) are left untouched, moments included. The state is `adam.step`, `adam.m.NAME`
 //! and `adam.v.NAME` for both.
 
+use super::on_device::{one_minus_power, DeviceScalars};
 use super::{load_saved, saved_step, OptimizerKind, Parameter, Settings};
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -104,6 +105,38 @@ impl Adam {
                 let _ = slot.parameter.tensor.addcdiv_(&slot.first_moment, &denom);
             }
         });
+    }
+
+    /// [`Adam::update`] with the step count (already advanced) and the rate from `scalars`,
+    /// computed on the device.
+    pub(super) fn update_on_device(&mut self, scalars: &DeviceScalars) {
+        let [beta1, beta2] = self.settings.betas;
+        let step_size = &scalars.learning_rate / one_minus_power(beta1, &scalars.step);
+        let bias_correction2_sqrt = one_minus_power(beta2, &scalars.step).sqrt();
+        let negative_step_size = -step_size;
+        let decay = self.settings.weight_decay;
+        let shrink = -(&scalars.learning_rate * decay) + 1.0;
+        let decoupled = self.settings.kind == OptimizerKind::AdamW;
+        for slot in &mut self.slots {
+            let mut grad = slot.parameter.tensor.grad();
+            if !grad.defined() {
+                continue;
+            }
+            if decay != 0.0 && slot.parameter.decays {
+                if decoupled {
+                    let _ = slot.parameter.tensor.g_mul_(&shrink);
+                } else {
+                    grad = grad.g_add(&(&slot.parameter.tensor * decay));
+                }
+            }
+            let _ = slot.first_moment.lerp_(&grad, 1.0 - beta1);
+            let _ = slot.second_moment.lerp_(&grad.square(), 1.0 - beta2);
+            let mut denom = slot.second_moment.sqrt();
+            let _ = denom.g_div_(&bias_correction2_sqrt);
+            let _ = denom.g_add_scalar_(self.settings.eps);
+            let _ = denom.g_div_(&negative_step_size);
+            let _ = slot.parameter.tensor.addcdiv_(&slot.first_moment, &denom);
+        }
     }
 
     /// The optimizer's state as named tensors (`adam.step`, `adam.m.NAME`, `adam.v.NAME`).

@@ -5,6 +5,7 @@
 pub mod adam;
 pub mod clip;
 pub mod loss_scale;
+pub mod on_device;
 pub mod schedule;
 pub mod sgd;
 

@@ -7,6 +7,7 @@
 //!
 //! The state is `sgd.step` and `sgd.momentum.NAME` (when there is momentum).
 
+use super::on_device::DeviceScalars;
 use super::{load_saved, saved_step, Parameter, Settings};
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -85,6 +86,39 @@ impl Sgd {
                 let _ = slot.parameter.tensor.g_sub_(&(grad * self.learning_rate));
             }
         });
+    }
+
+    /// [`Sgd::update`] with the rate from `scalars`. The momentum buffer starts at zero, so its
+    /// first update (0·μ + g) is the copy of the gradient the host update makes, without asking
+    /// the host which step it is.
+    pub(super) fn update_on_device(&mut self, scalars: &DeviceScalars) {
+        let Settings {
+            weight_decay,
+            momentum,
+            nesterov,
+            ..
+        } = self.settings;
+        for slot in &mut self.slots {
+            let mut grad = slot.parameter.tensor.grad();
+            if !grad.defined() {
+                continue;
+            }
+            if weight_decay != 0.0 && slot.parameter.decays {
+                grad = grad.g_add(&(&slot.parameter.tensor * weight_decay));
+            }
+            if let Some(buffer) = slot.momentum.as_mut() {
+                let _ = buffer.g_mul_scalar_(momentum).g_add_(&grad);
+                grad = if nesterov {
+                    grad.g_add(&(&*buffer * momentum))
+                } else {
+                    buffer.shallow_clone()
+                };
+            }
+            let _ = slot
+                .parameter
+                .tensor
+                .g_sub_(&(grad * &scalars.learning_rate));
+        }
     }
 
     pub fn state(&self) -> Vec<(String, Tensor)> {
