@@ -408,3 +408,45 @@ fn freeze_parameters(model: &Classifier, options: &TrainOptions) -> Result<()> {
     ensure!(trainable > 0, "--freeze {freeze} leaves nothing to train");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The epoch's running loss and gradient norm stay on the device between the samples the
+    /// host reads (no read per step); what they give equals the host's sums of the same steps.
+    #[test]
+    fn device_side_accumulators_match_their_host_counterparts() {
+        let zero = || Tensor::zeros([], (Kind::Float, tch::Device::Cpu));
+        let mut progress = PartialEpoch {
+            epoch: 1,
+            steps_done: 0,
+            loss_sum: zero(),
+            images: 0,
+            seconds: 0.0,
+            grad_norm_sum: Some(zero()),
+        };
+        let (mut host_loss, mut host_norm) = (0.0f64, 0.0f64);
+        let steps = 300;
+        for step in 0..steps {
+            let loss = 2.5 / (1.0 + step as f64).sqrt();
+            let norm = 1.0 + (step as f64 * 0.37).sin();
+            let len = if step == steps - 1 { 7 } else { 32 };
+            progress.loss_sum += Tensor::from(loss as f32) * len as f64;
+            if let Some(sum) = progress.grad_norm_sum.as_mut() {
+                *sum += Tensor::from(norm as f32);
+            }
+            progress.images += len;
+            progress.steps_done = step + 1;
+            host_loss += (loss as f32) as f64 * len as f64;
+            host_norm += (norm as f32) as f64;
+        }
+        let images = progress.images as f64;
+        let sample = progress.sample(0, 1e-3, 0.0, steps).unwrap();
+        assert!((sample.train_loss - host_loss / images).abs() < 1e-6);
+        let result = progress.result(1.0, steps);
+        assert!((result.loss - host_loss / images).abs() < 1e-6);
+        let norm = result.grad_norm.unwrap();
+        assert!((norm - host_norm / steps as f64).abs() < 1e-6, "{norm}");
+    }
+}
