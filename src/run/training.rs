@@ -350,7 +350,35 @@ fn score_start(
     Ok(history)
 }
 
+/// The settings of `options` that differ from the command's defaults (the tutorial's for
+/// `train`, a fine-tune's for `finetune`), as `key=value`.
+fn changed_settings(command: RunCommand, options: &TrainOptions) -> Vec<String> {
+    let defaults = match command {
+        RunCommand::Finetune => crate::train::finetune_defaults(),
+        RunCommand::Train => TrainOptions::default(),
+    }
+    .recorded();
+    crate::train::SETTINGS
+        .iter()
+        .filter(|setting| !(setting.same)(options, &defaults))
+        .map(|setting| match (setting.shown)(options) {
+            Some(value) => format!("{}={value}", setting.key),
+            None if setting.is_switch => setting.key.to_owned(),
+            None => format!("{}=none", setting.key),
+        })
+        .collect()
+}
+
 fn log_start(config: &RunConfig, folder: &RunFolder) {
+    let changed = changed_settings(config.command, &config.options);
+    info!(
+        "settings other than {}'s defaults: {}",
+        config.command,
+        match changed.is_empty() {
+            true => "none".to_owned(),
+            false => changed.join(", "),
+        }
+    );
     let options = &config.options;
     info!(
         "{}: the {} CNN ({} parameters) on {} with {} thread(s) in {}; {} epochs, batch {}, {} lr {} ({} schedule), augment {}, freeze {}, seed {}; {} training and {} validation examples; run folder {}",
@@ -436,4 +464,38 @@ fn mark_stopped(
         sink.holdings()
     );
     err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::schedule::Schedule;
+
+    #[test]
+    fn the_start_names_the_settings_other_than_the_commands_defaults() {
+        let defaults = TrainOptions::default().recorded();
+        assert!(changed_settings(RunCommand::Train, &defaults).is_empty());
+        let options = TrainOptions {
+            learning_rate: 1e-2,
+            schedule: Schedule::Onecycle,
+            augment: true,
+            patience: Some(3),
+            ..defaults
+        };
+        assert_eq!(
+            changed_settings(RunCommand::Train, &options),
+            [
+                "learning_rate=0.01",
+                "schedule=onecycle",
+                "augment",
+                "patience=3"
+            ]
+        );
+        let finetune = crate::train::finetune_defaults().recorded();
+        assert!(changed_settings(RunCommand::Finetune, &finetune).is_empty());
+        assert_eq!(
+            changed_settings(RunCommand::Train, &finetune),
+            ["epochs=3", "learning_rate=1e-4"]
+        );
+    }
 }
