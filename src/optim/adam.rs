@@ -9,7 +9,7 @@
 //! (frozen ones) are left untouched, moments included. The state is `adam.step`, `adam.m.NAME`
 //! and `adam.v.NAME` for both.
 
-use super::on_device::{one_minus_power, DeviceScalars};
+use super::on_device::{one_minus_power, DeviceScalars, Factor};
 use super::{load_saved, saved_step, OptimizerKind, Parameter, Settings};
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -25,6 +25,13 @@ struct Slot {
     first_moment: Tensor,
     /// v: the moving average of the squared gradient.
     second_moment: Tensor,
+}
+
+/// One step's factors: `√(1−β₂ᵗ)`, `−lr/(1−β₁ᵗ)` and AdamW's `1 − lr·λ`.
+struct Factors<F> {
+    bias_correction2_sqrt: F,
+    negative_step_size: F,
+    shrink: F,
 }
 
 /// Adam or AdamW over a list of parameters.
@@ -76,35 +83,12 @@ impl Adam {
         let bias_correction1 = 1.0 - beta1.powf(step);
         let bias_correction2_sqrt = (1.0 - beta2.powf(step)).sqrt();
         let step_size = self.learning_rate / bias_correction1;
-        let decay = self.settings.weight_decay;
-        let decoupled = self.settings.kind == OptimizerKind::AdamW;
-        tch::no_grad(|| {
-            for slot in &mut self.slots {
-                let mut grad = slot.parameter.tensor.grad();
-                if !grad.defined() {
-                    continue;
-                }
-                if decay != 0.0 && slot.parameter.decays {
-                    if decoupled {
-                        let _ = slot
-                            .parameter
-                            .tensor
-                            .g_mul_scalar_(1.0 - self.learning_rate * decay);
-                    } else {
-                        grad = grad.g_add(&(&slot.parameter.tensor * decay));
-                    }
-                }
-                // Eight kernels and two temporaries per parameter: at batch 32 a step is a few
-                // milliseconds, so the optimizer's per-call overhead shows.
-                let _ = slot.first_moment.lerp_(&grad, 1.0 - beta1);
-                let _ = slot.second_moment.lerp_(&grad.square(), 1.0 - beta2);
-                let mut denom = slot.second_moment.sqrt();
-                let _ = denom.g_div_scalar_(bias_correction2_sqrt);
-                let _ = denom.g_add_scalar_(self.settings.eps);
-                let _ = denom.g_div_scalar_(-step_size);
-                let _ = slot.parameter.tensor.addcdiv_(&slot.first_moment, &denom);
-            }
-        });
+        let factors = Factors {
+            bias_correction2_sqrt,
+            negative_step_size: -step_size,
+            shrink: 1.0 - self.learning_rate * self.settings.weight_decay,
+        };
+        tch::no_grad(|| self.update_slots(&factors));
     }
 
     /// [`Adam::update`] with the step count (already advanced) and the rate from `scalars`,
@@ -112,10 +96,18 @@ impl Adam {
     pub(super) fn update_on_device(&mut self, scalars: &DeviceScalars) {
         let [beta1, beta2] = self.settings.betas;
         let step_size = &scalars.learning_rate / one_minus_power(beta1, &scalars.step);
-        let bias_correction2_sqrt = one_minus_power(beta2, &scalars.step).sqrt();
-        let negative_step_size = -step_size;
+        let factors = Factors {
+            bias_correction2_sqrt: one_minus_power(beta2, &scalars.step).sqrt(),
+            negative_step_size: -step_size,
+            shrink: -(&scalars.learning_rate * self.settings.weight_decay) + 1.0,
+        };
+        self.update_slots(&factors);
+    }
+
+    /// Updates every parameter that has a gradient, with the step's factors.
+    fn update_slots<F: Factor>(&mut self, factors: &Factors<F>) {
+        let [beta1, beta2] = self.settings.betas;
         let decay = self.settings.weight_decay;
-        let shrink = -(&scalars.learning_rate * decay) + 1.0;
         let decoupled = self.settings.kind == OptimizerKind::AdamW;
         for slot in &mut self.slots {
             let mut grad = slot.parameter.tensor.grad();
@@ -124,17 +116,19 @@ impl Adam {
             }
             if decay != 0.0 && slot.parameter.decays {
                 if decoupled {
-                    let _ = slot.parameter.tensor.g_mul_(&shrink);
+                    factors.shrink.scale(&mut slot.parameter.tensor);
                 } else {
                     grad = grad.g_add(&(&slot.parameter.tensor * decay));
                 }
             }
+            // Eight kernels and two temporaries per parameter: at batch 32 a step is a few
+            // milliseconds, so the optimizer's per-call overhead shows.
             let _ = slot.first_moment.lerp_(&grad, 1.0 - beta1);
             let _ = slot.second_moment.lerp_(&grad.square(), 1.0 - beta2);
             let mut denom = slot.second_moment.sqrt();
-            let _ = denom.g_div_(&bias_correction2_sqrt);
+            factors.bias_correction2_sqrt.divide(&mut denom);
             let _ = denom.g_add_scalar_(self.settings.eps);
-            let _ = denom.g_div_(&negative_step_size);
+            factors.negative_step_size.divide(&mut denom);
             let _ = slot.parameter.tensor.addcdiv_(&slot.first_moment, &denom);
         }
     }

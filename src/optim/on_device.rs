@@ -28,6 +28,45 @@ impl DeviceScalars {
     }
 }
 
+/// A number an update scales by: an `f64` on the host (the eager updates, whose results stay
+/// bit for bit those of earlier versions), or a 0-dimensional tensor on the device.
+pub trait Factor {
+    /// `tensor /= self`, in place.
+    fn divide(&self, tensor: &mut Tensor);
+    /// `tensor *= self`, in place.
+    fn scale(&self, tensor: &mut Tensor);
+    /// `tensor × self`, a new tensor.
+    fn times(&self, tensor: &Tensor) -> Tensor;
+}
+
+impl Factor for f64 {
+    fn divide(&self, tensor: &mut Tensor) {
+        let _ = tensor.g_div_scalar_(*self);
+    }
+
+    fn scale(&self, tensor: &mut Tensor) {
+        let _ = tensor.g_mul_scalar_(*self);
+    }
+
+    fn times(&self, tensor: &Tensor) -> Tensor {
+        tensor * *self
+    }
+}
+
+impl Factor for Tensor {
+    fn divide(&self, tensor: &mut Tensor) {
+        let _ = tensor.g_div_(self);
+    }
+
+    fn scale(&self, tensor: &mut Tensor) {
+        let _ = tensor.g_mul_(self);
+    }
+
+    fn times(&self, tensor: &Tensor) -> Tensor {
+        tensor * self
+    }
+}
+
 /// `1 − baseᵗ` for the step count `t` held in `step`, computed on its device.
 pub fn one_minus_power(base: f64, step: &Tensor) -> Tensor {
     -(step * base.ln()).exp() + 1.0

@@ -7,7 +7,7 @@
 //!
 //! The state is `sgd.step` and `sgd.momentum.NAME` (when there is momentum).
 
-use super::on_device::DeviceScalars;
+use super::on_device::{DeviceScalars, Factor};
 use super::{load_saved, saved_step, Parameter, Settings};
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -56,42 +56,20 @@ impl Sgd {
     pub fn update(&mut self) {
         let first = self.step == 0;
         self.step += 1;
-        let Settings {
-            weight_decay,
-            momentum,
-            nesterov,
-            ..
-        } = self.settings;
-        tch::no_grad(|| {
-            for slot in &mut self.slots {
-                let mut grad = slot.parameter.tensor.grad();
-                if !grad.defined() {
-                    continue;
-                }
-                if weight_decay != 0.0 && slot.parameter.decays {
-                    grad = grad.g_add(&(&slot.parameter.tensor * weight_decay));
-                }
-                if let Some(buffer) = slot.momentum.as_mut() {
-                    if first {
-                        buffer.copy_(&grad);
-                    } else {
-                        let _ = buffer.g_mul_scalar_(momentum).g_add_(&grad);
-                    }
-                    grad = if nesterov {
-                        grad.g_add(&(&*buffer * momentum))
-                    } else {
-                        buffer.shallow_clone()
-                    };
-                }
-                let _ = slot.parameter.tensor.g_sub_(&(grad * self.learning_rate));
-            }
-        });
+        let learning_rate = self.learning_rate;
+        tch::no_grad(|| self.update_slots(first, &learning_rate));
     }
 
     /// [`Sgd::update`] with the rate from `scalars`. The momentum buffer starts at zero, so its
     /// first update (0·μ + g) is the copy of the gradient the host update makes, without asking
     /// the host which step it is.
     pub(super) fn update_on_device(&mut self, scalars: &DeviceScalars) {
+        self.update_slots(false, &scalars.learning_rate);
+    }
+
+    /// Updates every parameter that has a gradient; `first`: the momentum buffers take the
+    /// gradient as it is.
+    fn update_slots(&mut self, first: bool, learning_rate: &impl Factor) {
         let Settings {
             weight_decay,
             momentum,
@@ -107,17 +85,18 @@ impl Sgd {
                 grad = grad.g_add(&(&slot.parameter.tensor * weight_decay));
             }
             if let Some(buffer) = slot.momentum.as_mut() {
-                let _ = buffer.g_mul_scalar_(momentum).g_add_(&grad);
+                if first {
+                    buffer.copy_(&grad);
+                } else {
+                    let _ = buffer.g_mul_scalar_(momentum).g_add_(&grad);
+                }
                 grad = if nesterov {
                     grad.g_add(&(&*buffer * momentum))
                 } else {
                     buffer.shallow_clone()
                 };
             }
-            let _ = slot
-                .parameter
-                .tensor
-                .g_sub_(&(grad * &scalars.learning_rate));
+            let _ = slot.parameter.tensor.g_sub_(&learning_rate.times(&grad));
         }
     }
 
