@@ -88,6 +88,14 @@ fn help_text<C: Flags>(setting: &TrainSetting) -> String {
     }
 }
 
+/// What `--help` shows for the flag's value: the declared name, else the flag's in capitals
+/// (`--batch-size <BATCH_SIZE>`, as clap's derive names it).
+fn value_name(setting: &TrainSetting) -> String {
+    let flag = &setting.flag;
+    flag.value_name
+        .map_or_else(|| flag.name.to_uppercase().replace('-', "_"), str::to_owned)
+}
+
 /// The flag of `setting`, whose value is checked as the setting's rule says.
 fn arg<C: Flags>(setting: &'static TrainSetting) -> Arg {
     let name = setting.flag.name;
@@ -95,11 +103,7 @@ fn arg<C: Flags>(setting: &'static TrainSetting) -> Arg {
     if setting.is_switch {
         return arg.action(ArgAction::SetTrue);
     }
-    let value_name = setting
-        .flag
-        .value_name
-        .map_or_else(|| name.to_uppercase().replace('-', "_"), str::to_owned);
-    let arg = arg.action(ArgAction::Set).value_name(value_name);
+    let arg = arg.action(ArgAction::Set).value_name(value_name(setting));
     let choices = (setting.choices)();
     if choices.is_empty() {
         let give = setting.give;
@@ -168,11 +172,7 @@ pub fn markdown_table() -> String {
             FlagOn::Neither => "—".to_owned(),
             _ if setting.is_switch => format!("`--{}`", setting.flag.name),
             FlagOn::Both | FlagOn::Finetune | FlagOn::Elsewhere => {
-                let value_name = setting.flag.value_name.map_or_else(
-                    || setting.flag.name.to_uppercase().replace('-', "_"),
-                    str::to_owned,
-                );
-                format!("`--{} {value_name}`", setting.flag.name)
+                format!("`--{} {}`", setting.flag.name, value_name(setting))
             }
         };
         let default = |options: &TrainOptions| {
