@@ -4,7 +4,7 @@
 use super::values;
 use crate::data::dataset::{self, DataSource, DataSpec, HeldOut};
 use crate::device::DeviceChoice;
-use crate::io::RunCommand;
+use crate::io::{RunCommand, RunConfig};
 use crate::precision::{Precision, PrecisionRequest};
 use crate::run::{RunPlan, Start};
 use crate::train::TrainOptions;
@@ -56,6 +56,19 @@ impl DeviceArgs {
             self.threads = Some(threads);
         }
         Ok(())
+    }
+
+    /// --threads when given, else the thread count a run on the CPU recorded in `record`
+    /// (read from `source`): the same count keeps a continued or replayed CPU run bit-identical.
+    pub fn threads_of_record(
+        &mut self,
+        record: &RunConfig,
+        source: &std::path::Path,
+    ) -> Result<()> {
+        if !record.device.is_cpu() {
+            return Ok(());
+        }
+        self.threads_or(Some(usize::try_from(record.threads).unwrap_or(0)), source)
     }
 
     /// Applies the thread setting and resolves the device on this machine (--device, else

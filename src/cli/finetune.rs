@@ -247,10 +247,7 @@ fn replay(args: &FinetuneArgs, path: &Path, record: RunConfig) -> Result<()> {
     let session = &args.session;
     refuse_out_holding(session, &parent)?;
     let mut compute = session.compute.clone();
-    if record.device.is_cpu() {
-        // The same thread count keeps the CPU run bit-identical.
-        compute.threads_or(Some(usize::try_from(record.threads).unwrap_or(0)), path)?;
-    }
+    compute.threads_of_record(&record, path)?;
     let device = compute.resolve()?;
     let plan = session.run_plan(
         RunCommand::Finetune,

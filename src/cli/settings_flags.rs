@@ -70,14 +70,20 @@ impl<C: Flags> SettingFlags<C> {
     }
 }
 
+/// The default of `setting` when a run starts from `options`, as `--help` and the README show
+/// it: the flag's note where the default depends on another setting.
+fn default_shown(setting: &TrainSetting, options: &TrainOptions) -> Option<String> {
+    match setting.flag.default_note {
+        Some(note) => Some(note.to_owned()),
+        None => (setting.shown)(options),
+    }
+}
+
 /// `--help`'s sentence for `setting`, with the default the command starts from, and ", or the
 /// recipe's" where a recipe may set another.
 fn help_text<C: Flags>(setting: &TrainSetting) -> String {
     let defaults = C::defaults();
-    let default = match setting.flag.default_note {
-        Some(note) => Some(note.to_owned()),
-        None => (setting.shown)(&defaults),
-    };
+    let default = default_shown(setting, &defaults);
     let varies = C::alternatives()
         .iter()
         .any(|other| !(setting.same)(&defaults, other));
@@ -176,10 +182,7 @@ pub fn markdown_table() -> String {
             }
         };
         let default = |options: &TrainOptions| {
-            let shown = setting.flag.default_note.map(str::to_owned);
-            shown
-                .or_else(|| (setting.shown)(options))
-                .map_or("—".to_owned(), |value| format!("`{value}`"))
+            default_shown(setting, options).map_or("—".to_owned(), |value| format!("`{value}`"))
         };
         let note = match setting.flag.on {
             FlagOn::Finetune => " (finetune only)",

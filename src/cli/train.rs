@@ -144,17 +144,15 @@ fn resume(dir: &Path, args: &TrainArgs) -> Result<()> {
     }
     let resumable = Resumable::open(dir)?;
     let mut compute = args.session.compute.clone();
-    if resumable.config.device.is_cpu() {
-        // The same thread count keeps the CPU run bit-identical.
-        let threads = usize::try_from(resumable.config.threads).unwrap_or(0);
-        let source = resumable.folder.config_path();
-        compute.threads_or(Some(threads), &source).map_err(|e| {
+    let source = resumable.folder.config_path();
+    compute
+        .threads_of_record(&resumable.config, &source)
+        .map_err(|e| {
             anyhow!(
                 "{e}; pass --threads to choose another count (the run then stops being \
                  bit-identical to an uninterrupted one)"
             )
         })?;
-    }
     let device = resume_device(&compute, &resumable)?;
     let changes = ResumeChanges {
         epochs: given.epochs,

@@ -3,7 +3,6 @@
 
 use crate::choice::Choice;
 use crate::rule::{parse_number, Number, Rule};
-use crate::train::{rules, Epochs};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
 /// A parser for numbers that `rule` accepts; others are refused with "must be {wanted}", the
@@ -22,25 +21,6 @@ pub fn at_least_one() -> impl Fn(&str) -> Result<usize, String> + Clone + Send +
     number(AT_LEAST_ONE)
 }
 
-/// Two numbers separated by a comma (`--betas 0.9,0.999`), each accepted by `rule`.
-pub fn pair(
-    rule: Rule<f64>,
-) -> impl Fn(&str) -> Result<[f64; 2], String> + Clone + Send + Sync + 'static {
-    let one = number(rule);
-    move |s: &str| {
-        let (a, b) = s
-            .split_once(',')
-            .ok_or_else(|| format!("{s:?} is not two numbers separated by a comma"))?;
-        Ok([one(a.trim())?, one(b.trim())?])
-    }
-}
-
-/// Passes over the training data; a fraction ends with part of an epoch.
-pub fn epochs() -> impl Fn(&str) -> Result<Epochs, String> + Clone + Send + Sync + 'static {
-    let count = number(rules::EPOCHS);
-    move |s: &str| count(s).map(Epochs)
-}
-
 /// One of a [`Choice`]'s values by name; `--help` lists them with their descriptions.
 pub fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {
     let values = T::ALL
@@ -54,6 +34,7 @@ pub fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {
 mod tests {
     use super::*;
     use crate::optim::schedule::Schedule;
+    use crate::train::rules;
 
     #[test]
     fn numbers_outside_their_range_say_what_is_wanted() {
@@ -76,18 +57,8 @@ mod tests {
         assert_eq!(decay("0.999"), Ok(0.999));
         assert_eq!(decay("1"), Err("must be above 0 and below 1".to_owned()));
         assert!(decay("0").is_err());
-        let betas = pair(rules::BETA);
-        assert_eq!(betas("0.8, 0.99"), Ok([0.8, 0.99]));
-        assert!(betas("0.8").is_err() && betas("0.8,1").is_err());
         let batch = number(rules::BATCH_SIZE);
         assert!(batch("65536").is_ok() && batch("65537").is_err());
-        assert_eq!(epochs()("1.3"), Ok(Epochs(1.3)));
-        for bad in ["0", "-1", "nan", "inf", "ten"] {
-            assert!(epochs()(bad).is_err(), "{bad} accepted");
-        }
-        assert!(epochs()("NaN")
-            .unwrap_err()
-            .contains("positive number of epochs"));
     }
 
     #[test]

@@ -388,6 +388,22 @@ mod tests {
             .contains("Adam family"));
     }
 
+    /// The flags' texts of the two settings whose values are not one plain number.
+    #[test]
+    fn betas_and_epochs_are_read_from_a_flag_by_their_rules() {
+        let betas = |text| <[f64; 2]>::parse_text(text, Some(&rules::BETA));
+        assert_eq!(betas("0.8, 0.99"), Ok([0.8, 0.99]));
+        assert!(betas("0.8").is_err() && betas("0.8,1").is_err());
+        let epochs = |text| Epochs::parse_text(text, Some(&rules::EPOCHS));
+        assert_eq!(epochs("1.3"), Ok(Epochs(1.3)));
+        for bad in ["0", "-1", "nan", "inf", "ten"] {
+            assert!(epochs(bad).is_err(), "{bad} accepted");
+        }
+        assert!(epochs("NaN")
+            .unwrap_err()
+            .contains("positive number of epochs"));
+    }
+
     #[test]
     fn a_value_outside_its_rule_is_refused_by_its_key() {
         let cases = [

@@ -225,7 +225,7 @@ impl<'a> Trainer<'a> {
         let clock = EpochClock::start(progress.seconds);
         let mut window = RateWindow::new(progress.images);
         for step in progress.steps_done..steps {
-            let learning_rate = self.train_batch(train, &order, step, &mut progress);
+            let learning_rate = self.train_batch(train, &order, first_step + step, &mut progress);
             let done = step + 1;
             if (first_step + done) % SAMPLE_EVERY == 0 || done == steps {
                 let rate = window.rate(progress.images);
@@ -271,18 +271,19 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// Trains step `step` of the epoch (its batch of `order`, augmented when asked, with the
-    /// step's own random seed) and counts it in `progress`; returns the step's learning rate.
+    /// Trains the run's step `run_step`, the epoch's next (its batch of `order`, augmented when
+    /// asked, with the step's own random seed), and counts it in `progress`; returns the step's
+    /// learning rate.
     fn train_batch(
         &mut self,
         train: &Split,
         order: &Tensor,
-        step: usize,
+        run_step: usize,
         progress: &mut PartialEpoch,
     ) -> f64 {
         let options = self.options;
-        let epoch = progress.epoch;
-        let learning_rate = self.learning_rate_at(self.first_step(epoch) + step);
+        let (epoch, step) = (progress.epoch, progress.steps_done);
+        let learning_rate = self.learning_rate_at(run_step);
         if options.schedule != Schedule::Constant {
             self.optimizer.set_lr(learning_rate);
         }
