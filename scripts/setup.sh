@@ -14,11 +14,11 @@ TORCH_VERSION=2.11.0
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MNIST_CNN_CACHE=${MNIST_CNN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mnist-cnn}
 TORCH_VENV=$MNIST_CNN_CACHE/venv-torch-$TORCH_VERSION
-# What the venv holds: libtorch for the build, numpy (torch warns without it), safetensors for
-# scripts/pytorch_interop.py, onnx and onnxruntime for scripts/onnx_check.py, tensorboard for
-# scripts/tensorboard_check.py and scripts/tensorboard.sh.
+# What the venv holds: libtorch for the build, numpy (torch warns without it), pillow for
+# scripts/preprocess.py, safetensors for scripts/pytorch_interop.py, onnx and onnxruntime for
+# scripts/onnx_check.py, tensorboard for scripts/tensorboard_check.py and scripts/tensorboard.sh.
 TENSORBOARD_REQUIREMENT=tensorboard==2.21.0
-VENV_REQUIREMENTS="torch==$TORCH_VERSION numpy safetensors onnx==1.23.2 onnxruntime==1.32.0 $TENSORBOARD_REQUIREMENT"
+VENV_REQUIREMENTS="torch==$TORCH_VERSION numpy pillow safetensors onnx==1.23.2 onnxruntime==1.32.0 $TENSORBOARD_REQUIREMENT"
 MNIST_CNN_DATA=${MNIST_CNN_DATA:-$REPO_ROOT/data/mnist}
 MNIST_CNN_BIN=$REPO_ROOT/target/release/mnist-cnn
 export MNIST_CNN_DATA

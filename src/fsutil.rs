@@ -149,15 +149,34 @@ pub fn write_bytes_atomically_as(path: &Path, bytes: &[u8], temp_prefix: &str) -
 }
 
 /// Writes a file atomically through a function that only accepts a path (libtorch's savers).
-/// The temporary path keeps `path`'s extension, since savers choose the format from it.
+/// The saver writes `path`'s own file name inside a fresh temporary folder beside it, which is
+/// then renamed into place: libtorch names the entries of a `.ot` archive after the file, so a
+/// temporary file name would end up inside the file, and two saves of the same weights would
+/// differ.
 pub fn save_atomically(path: &Path, save: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let extension = path
-        .extension()
-        .map(|e| format!(".{}", e.to_string_lossy()))
-        .unwrap_or_default();
-    let temp = temp_file_beside(path, &extension)?;
-    save(temp.path()).with_context(|| format!("cannot write {}", path.display()))?;
-    persist(temp, path)
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file path", path.display()))?;
+    let dir = parent_dir(path);
+    let temp_dir = tempfile::Builder::new()
+        .prefix(&format!(".{}.", name.to_string_lossy()))
+        .suffix(".tmp")
+        .tempdir_in(dir)
+        .with_context(|| {
+            format!(
+                "cannot create a folder in {} (for {})",
+                dir.display(),
+                path.display()
+            )
+        })?;
+    let temp = temp_dir.path().join(name);
+    save(&temp).with_context(|| format!("cannot write {}", path.display()))?;
+    let file = File::open(&temp).with_context(|| format!("cannot write {}", path.display()))?;
+    finish_file(&file, path)?;
+    fs::rename(&temp, path)
+        .with_context(|| format!("cannot move the new {} into place", path.display()))?;
+    // The temporary folder, empty now, goes when `temp_dir` is dropped.
+    Ok(())
 }
 
 fn temp_file_beside(path: &Path, suffix: &str) -> Result<NamedTempFile> {
@@ -187,16 +206,19 @@ fn temp_file_named(dir: &Path, prefix: &str, suffix: &str, path: &Path) -> Resul
 /// Flushes the temporary file to disk and renames it over `path`, readable by all as a file
 /// written by `open` would be (temporary files start private).
 fn persist(temp: NamedTempFile, path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    temp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))
-        .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
-    temp.as_file()
-        .sync_all()
-        .with_context(|| format!("cannot flush {} to disk", path.display()))?;
+    finish_file(temp.as_file(), path)?;
     temp.persist(path)
         .with_context(|| format!("cannot move the new {} into place", path.display()))?;
     Ok(())
+}
+
+/// Makes a finished temporary file for `path` readable by all and flushes it to disk.
+fn finish_file(file: &File, path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("cannot flush {} to disk", path.display()))
 }
 
 fn parent_dir(path: &Path) -> &Path {

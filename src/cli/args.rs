@@ -12,12 +12,28 @@ use anyhow::Result;
 use std::path::PathBuf;
 use tch::Device;
 
+/// --device's values, for its help.
+macro_rules! device_values {
+    () => {
+        "auto (CUDA when available), cpu, cuda or cuda:N"
+    };
+}
+
+/// --precision's values, for its help.
+macro_rules! precision_values {
+    () => {
+        "What the convolutions and linear layers compute in: fp32, bf16 (mixed precision, as \
+         autocast), fp16 (CUDA only, with a dynamic loss scale) or auto (bf16 where it was \
+         measured to pay: CPUs with AMX; fp32 elsewhere, CUDA included)"
+    };
+}
+
 /// Where a command computes: the --device and --threads flags every computing command takes.
+/// Their defaults are a resumed run's own with `train --resume` ([`resuming`] says so in
+/// train's help).
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeviceArgs {
-    /// auto (CUDA when available), cpu, cuda or cuda:N [default: auto; for --resume, the
-    /// device the run was trained on].
-    #[arg(long)]
+    #[arg(long, help = concat!(device_values!(), " [default: auto]"))]
     pub device: Option<DeviceChoice>,
 
     /// libtorch intra-op threads, up to four per CPU (default: libtorch's choice, one per
@@ -25,12 +41,30 @@ pub struct DeviceArgs {
     #[arg(long)]
     pub threads: Option<usize>,
 
-    /// What the convolutions and linear layers compute in: fp32, bf16 (mixed precision, as
-    /// autocast), fp16 (CUDA only, with a dynamic loss scale) or auto (bf16 where it was
-    /// measured to pay: CPUs with AMX; fp32 elsewhere, CUDA included) [default: fp32, or a
-    /// resumed run's].
-    #[arg(long, value_parser = values::choice::<PrecisionRequest>())]
+    #[arg(
+        long,
+        value_parser = values::choice::<PrecisionRequest>(),
+        help = concat!(precision_values!(), " [default: fp32]")
+    )]
     pub precision: Option<PrecisionRequest>,
+}
+
+/// The help of a command that can resume a run (`train`): --device and --precision default to
+/// the resumed run's.
+pub fn resuming(command: clap::Command) -> clap::Command {
+    command
+        .mut_arg("device", |arg| {
+            arg.help(concat!(
+                device_values!(),
+                " [default: auto; with --resume, the device the run was trained on]"
+            ))
+        })
+        .mut_arg("precision", |arg| {
+            arg.help(concat!(
+                precision_values!(),
+                " [default: fp32; with --resume, the run's own]"
+            ))
+        })
 }
 
 impl DeviceArgs {
@@ -160,6 +194,7 @@ impl SessionArgs {
             source,
             limit: self.limit,
             validation,
+            mnist_test: None,
         }
     }
 

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
-    /// The checkpoint to evaluate (`model.ot` from a run, or a `.safetensors` state dict; the
-    /// architecture comes with it). Given several times, the models answer as an ensemble:
+    /// The checkpoint to evaluate (a run folder, its `model.ot`, or a `.safetensors` state dict;
+    /// the architecture comes with it). Given several times, the models answer as an ensemble:
     /// the mean of their probabilities.
     #[arg(long = "model", value_name = "PATH", required = true)]
     pub models: Vec<PathBuf>,

@@ -7,13 +7,14 @@ use super::output::run_and_finish;
 use super::settings_flags::{ForFinetune, SettingFlags};
 use super::values;
 use crate::data::dataset::{self, DataKind, DataSource, DataSpec, HeldOut};
+use crate::data::MNIST_FILES;
 use crate::fsutil;
-use crate::io::run_folder::{config_beside, read_config_file};
+use crate::io::run_folder::{config_beside, model_file, read_config_file};
 use crate::io::settings_file::SettingsFile;
 use crate::io::{RunCommand, RunConfig};
 use crate::run::Start;
 use crate::train::finetune_defaults;
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
@@ -21,8 +22,8 @@ const DEFAULT_VALIDATION_SPLIT: f64 = 0.1;
 
 #[derive(Debug, clap::Args)]
 pub struct FinetuneArgs {
-    /// The checkpoint to start from: a `.ot` from a run, or a `.safetensors` state dict (one
-    /// saved from the equivalent PyTorch module works).
+    /// The checkpoint to start from: a run folder (its model.ot), a `.ot` from a run, or a
+    /// `.safetensors` state dict (one saved from the equivalent PyTorch module works).
     #[arg(long, value_name = "PATH", required_unless_present_any = ["resume", "config"])]
     pub from: Option<PathBuf>,
 
@@ -76,6 +77,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     let Some(from) = args.from.as_deref() else {
         bail!("--from PATH: the checkpoint to fine-tune is required");
     };
+    let from = &model_file(from).context("--from")?;
     ensure!(
         from.exists(),
         "--from {}: no such checkpoint file",
@@ -144,10 +146,9 @@ fn finetune_data(
         Some(dir) => {
             let fraction = val_split.unwrap_or(DEFAULT_VALIDATION_SPLIT);
             let split = HeldOut { fraction, seed };
-            (
-                session.data_spec(DataSource::Images(dir.clone()), Some(split)),
-                true,
-            )
+            let mut spec = session.data_spec(DataSource::Images(dir.clone()), Some(split));
+            spec.mnist_test = mnist_at_hand(session, file);
+            (spec, true)
         }
         None => {
             let validation = mnist_validation(val_split, from, seed)?;
@@ -158,6 +159,23 @@ fn finetune_data(
     };
     data.0.limit = data.0.limit.or(file.and_then(|f| f.limit));
     Ok(data)
+}
+
+/// The MNIST folder whose test set a fine-tune on pictures reports (before and after, so that
+/// what the pictures cost on MNIST shows): --data (or the settings file's) whatever it holds,
+/// else data/mnist when it holds MNIST's files; none otherwise, said in the log.
+fn mnist_at_hand(session: &SessionArgs, file: Option<&SettingsFile>) -> Option<PathBuf> {
+    let given = session.data.is_some() || file.is_some_and(|f| f.data.is_some());
+    let dir = session.data_dir(file.and_then(|f| f.data.as_deref()));
+    let present = MNIST_FILES.iter().all(|f| dir.join(f.name).is_file());
+    if given || present {
+        return Some(dir);
+    }
+    info!(
+        "no MNIST in {}: the fine-tune reports no MNIST test scores (pass --data DIR to have them)",
+        dir.display()
+    );
+    None
 }
 
 /// A validation split, and whether the starting model never trained on it.

@@ -29,7 +29,7 @@ pub struct LrFindArgs {
     #[arg(long, value_name = "ARCH", conflicts_with = "from")]
     pub arch: Option<Architecture>,
 
-    /// Start from this checkpoint instead (its weights change in memory only).
+    /// Start from this checkpoint (or run folder) instead (its weights change in memory only).
     #[arg(long, value_name = "PATH")]
     pub from: Option<PathBuf>,
 

@@ -19,7 +19,7 @@ pub mod summary;
 pub mod train;
 pub mod values;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -75,7 +75,7 @@ enum Command {
 
 /// Parses the command line, runs the command, and turns its outcome into the exit status.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     // Training and evaluation reuse the same large blocks every step; a server's memory comes
     // in bursts and should go back to the system after one (measured in the README's serving
     // section), so `serve` keeps glibc's default.
@@ -108,6 +108,12 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The command line, parsed (clap's own errors and help end the process here).
+fn parse() -> Cli {
+    let command = Cli::command().mut_subcommand("train", args::resuming);
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|err| err.exit())
 }
 
 /// Logs on stderr, filtered by RUST_LOG (default: info); colours only on a terminal.

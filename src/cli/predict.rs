@@ -2,7 +2,7 @@
 
 use super::args::DeviceArgs;
 use super::output::{one_line, print_json, shown_path};
-use crate::data::images::save_field_png;
+use crate::data::images::{self, save_field_png};
 use crate::eval::predict::{self, PictureResult};
 use crate::io::checkpoint;
 use crate::io::inputs::Inputs;
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct PredictArgs {
-    /// The checkpoint (`.ot` or `.safetensors`; the architecture comes with it). Given several
+    /// The checkpoint (a run folder, a `.ot` or a `.safetensors`; the architecture comes with it). Given several
     /// times, the models answer as an ensemble: the mean of their probabilities.
     #[arg(long = "model", value_name = "PATH", required = true)]
     pub models: Vec<PathBuf>,
@@ -37,23 +37,25 @@ pub struct PredictArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Pictures (PNG, JPEG, GIF, BMP or WebP; any size, dark on light or light on dark).
-    #[arg(required = true, value_name = "IMAGE")]
+    /// Pictures (PNG, JPEG, GIF, BMP or WebP; any size, dark on light or light on dark), or
+    /// folders: every picture under them, recursively, in sorted order.
+    #[arg(required = true, value_name = "IMAGE|DIR")]
     pub images: Vec<PathBuf>,
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
+    let pictures = images::pictures_in(&args.images)?;
     if let Some(out) = &args.show_input {
         Inputs::new()
             .checkpoints(&args.models)
-            .files(&args.images)
+            .files(&pictures)
             .refuse(out, "--show-input")?;
     }
     let device = args.compute.resolve()?;
     let precision = args.compute.precision(device)?;
     let model =
         checkpoint::load_ensemble(&args.models, device, args.tta)?.with_precision(precision);
-    let prepared = predict::prepare(&args.images);
+    let prepared = predict::prepare(&pictures);
     if let Some(out) = &args.show_input {
         if let Some(field) = prepared.iter().find_map(|p| p.field.as_ref().ok()) {
             save_field_png(field, out, 10)

@@ -21,7 +21,8 @@ const CONNECTIONS: Rule<usize> = Rule::new(|n| (1..=65536).contains(&n), "from 1
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// The checkpoint to serve (`.ot` or `.safetensors`; the architecture comes with it).
+    /// The checkpoint to serve (a run folder, a `.ot` or a `.safetensors`; the architecture comes
+    /// with it).
     /// Given several times, the models answer as an ensemble.
     #[arg(long = "model", value_name = "PATH", required = true)]
     pub models: Vec<PathBuf>,

@@ -15,7 +15,7 @@ pub struct SummaryArgs {
     #[arg(long, value_name = "ARCH", conflicts_with = "model")]
     pub arch: Option<Architecture>,
 
-    /// A checkpoint, whose network is summarised (read from its tensors).
+    /// A checkpoint or a run folder, whose network is summarised (read from its tensors).
     #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
 

@@ -5,22 +5,80 @@
 use super::images::load_folder;
 use super::{Divided, Mnist, Split};
 use crate::rule::Rule;
+use crate::shape::NUM_CLASSES;
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::Device;
+use tracing::warn;
 
 /// A validation split's share of the training examples (`--val-split`, `validation_split`).
 pub const VALIDATION_FRACTION: Rule<f64> = Rule::new(|x| x > 0.0 && x < 1.0, "above 0 and below 1");
 /// `--limit`, `limit`.
 pub const LIMIT: Rule<usize> = Rule::new(|n| n >= 1, "at least 1");
 
+/// A validation set smaller than this chooses the epoch on too few pictures to tell epochs
+/// apart (one picture is 5 points of accuracy at 20).
+pub const FEW_VALIDATION_PICTURES: usize = 20;
+/// Fewer validation pictures of a class than this, and the class barely counts in the choice.
+pub const FEW_VALIDATION_PICTURES_PER_CLASS: usize = 2;
+
+/// Warns when a picture folder leaves digits out, and when its validation set is too small to
+/// choose an epoch by: fewer than [`FEW_VALIDATION_PICTURES`] in all, or fewer than
+/// [`FEW_VALIDATION_PICTURES_PER_CLASS`] of a digit the run trains on.
+fn warn_of_thin_pictures(dir: &Path, train: &Split, validation: &Split, fraction: f64) {
+    let advice = "the epoch is chosen on them: add pictures, or raise --val-split";
+    if validation.len() < FEW_VALIDATION_PICTURES {
+        warn!(
+            "--images {}: --val-split {fraction} holds out only {} pictures for validation \
+             (fewer than {FEW_VALIDATION_PICTURES}); {advice}",
+            dir.display(),
+            validation.len()
+        );
+    }
+    let count = |split: &Split| {
+        let mut counts = [0usize; NUM_CLASSES as usize];
+        for label in split.label_vec() {
+            counts[label as usize] += 1;
+        }
+        counts
+    };
+    let (trained, validating) = (count(train), count(validation));
+    let missing: Vec<String> = (0..NUM_CLASSES as usize)
+        .filter(|&digit| trained[digit] + validating[digit] == 0)
+        .map(|digit| digit.to_string())
+        .collect();
+    if !missing.is_empty() {
+        warn!(
+            "--images {}: no pictures of digit {}: the run never shows the model those digits, \
+             and it may come to forget them",
+            dir.display(),
+            missing.join(", ")
+        );
+    }
+    let thin: Vec<String> = (0..NUM_CLASSES as usize)
+        .filter(|&digit| {
+            trained[digit] > 0 && validating[digit] < FEW_VALIDATION_PICTURES_PER_CLASS
+        })
+        .map(|digit| format!("{digit} ({})", validating[digit]))
+        .collect();
+    if !thin.is_empty() {
+        warn!(
+            "--images {}: fewer than {FEW_VALIDATION_PICTURES_PER_CLASS} validation pictures of \
+             digit {}; {advice}",
+            dir.display(),
+            thin.join(", ")
+        );
+    }
+}
+
 /// Where the examples come from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DataSource {
     /// A folder with the four MNIST idx files: its training split, and its test split to report.
     Mnist(PathBuf),
-    /// Labelled pictures laid out as DIR/0/*, …, DIR/9/* (no test split).
+    /// Labelled pictures laid out as DIR/0/*, …, DIR/9/*; their test split, when there is one,
+    /// is MNIST's (see [`DataSpec::mnist_test`]).
     Images(PathBuf),
 }
 
@@ -48,6 +106,9 @@ pub struct DataSpec {
     pub limit: Option<usize>,
     /// Required for a picture folder, which has no test split to report.
     pub validation: Option<HeldOut>,
+    /// A picture folder's run reports MNIST's test split from this folder, so that a fine-tune
+    /// on pictures shows what it did to the model's MNIST accuracy.
+    pub mnist_test: Option<PathBuf>,
 }
 
 /// Where the run's data came from and how it was divided (part of `config.json`).
@@ -67,6 +128,9 @@ pub struct DataDescription {
     pub split_seed: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub test_examples: Option<usize>,
+    /// A picture folder's run: the MNIST folder whose test split it reports.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mnist_test: Option<PathBuf>,
     /// `--limit`: only the first N training images were used.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub limit: Option<usize>,
@@ -100,6 +164,7 @@ impl DataDescription {
             source,
             limit: self.limit,
             validation: self.held_out(),
+            mnist_test: self.mnist_test.clone(),
         }
     }
 }
@@ -176,10 +241,19 @@ impl Dataset {
             dir.display(),
             pictures.len()
         );
+        warn_of_thin_pictures(dir, &train, &validation, held_out.fraction);
+        let test = match &spec.mnist_test {
+            Some(mnist) => Some(
+                Mnist::load(mnist)
+                    .with_context(|| format!("MNIST's test set for {}", dir.display()))?
+                    .test,
+            ),
+            None => None,
+        };
         Ok(Self::new(
             train,
             Some(validation),
-            None,
+            test,
             dir,
             DataKind::Images,
             spec,
@@ -202,6 +276,7 @@ impl Dataset {
             validation_split: spec.validation.map(|v| v.fraction),
             split_seed: spec.validation.map(|v| v.seed),
             test_examples: test.as_ref().map(Split::len),
+            mnist_test: spec.mnist_test.clone(),
             limit: spec.limit,
         };
         Self {

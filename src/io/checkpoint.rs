@@ -4,7 +4,7 @@
 //! safetensors metadata, or the `config.json` of the run folder an `.ot` lies in).
 
 use super::ot;
-use super::run_folder::config_beside;
+use super::run_folder::{config_beside, model_file};
 use super::safetensors::{self, is_safetensors};
 use crate::eval::Ensemble;
 use crate::fsutil;
@@ -15,8 +15,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
 
-/// Loads a checkpoint (`.ot` or `.safetensors`) into the network it was made for, on `device`.
+/// Loads a checkpoint (`.ot` or `.safetensors`, or a run folder's `model.ot`) into the network
+/// it was made for, on `device`.
 pub fn load(path: &Path, device: Device) -> Result<Classifier> {
+    let path = &model_file(path)?;
     let CheckpointFile {
         tensors,
         metadata_architecture,

@@ -128,6 +128,62 @@ mod tests {
         }
     }
 
+    /// Two saves of the same weights are the same bytes, in every format: no temporary file
+    /// name inside the archives (libtorch names their entries after the file), no metadata in
+    /// a hash map's order.
+    #[test]
+    fn every_save_of_the_same_weights_is_byte_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = trained_looking_model();
+        let saves = ["first", "second"].map(|name| dir.path().join(name));
+        for folder in &saves {
+            std::fs::create_dir(folder).unwrap();
+            checkpoint::save(&model, &folder.join("model.ot")).unwrap();
+            checkpoint::save(&model, &folder.join("model.safetensors")).unwrap();
+            for (format, file) in [
+                (ExportFormat::Safetensors, "export.safetensors"),
+                (ExportFormat::Npz, "export.npz"),
+                (ExportFormat::Torchscript, "export.pt"),
+                (ExportFormat::Onnx, "export.onnx"),
+            ] {
+                export(&mut model, format, &folder.join(file)).unwrap();
+            }
+        }
+        for file in [
+            "model.ot",
+            "model.safetensors",
+            "export.safetensors",
+            "export.npz",
+            "export.pt",
+            "export.onnx",
+        ] {
+            let [a, b] = saves
+                .clone()
+                .map(|folder| std::fs::read(folder.join(file)).unwrap());
+            assert!(a == b, "two saves of {file} differ");
+            let temporary = String::from_utf8_lossy(&a).contains(".tmp");
+            assert!(!temporary, "{file} holds a temporary name");
+        }
+        let listing: Vec<_> = std::fs::read_dir(&saves[0]).unwrap().collect();
+        assert_eq!(listing.len(), 6, "temporary files left: {listing:?}");
+    }
+
+    #[test]
+    fn safetensors_metadata_and_tensors_are_in_sorted_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        checkpoint::save(&trained_looking_model(), &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let length = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        assert_eq!(length % 8, 0, "the header is padded to 8 bytes");
+        let header = std::str::from_utf8(&bytes[8..8 + length]).unwrap();
+        let expected = concat!(
+            r#"{"__metadata__":{"architecture":"tutorial","format":"pt"},"#,
+            r#""conv1.bias":{"data_offsets":[0,128],"dtype":"F32","shape":[32]},"#
+        );
+        assert!(header.starts_with(expected), "{header}");
+    }
+
     #[test]
     fn torchscript_gives_the_same_logits_for_any_batch_size() {
         let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@
 //! settings files and `--from`. Files are compared by device and inode
 //! ([`fsutil::refuse_overwriting`]), so another spelling of the path or a link is caught too.
 
-use super::run_folder::CONFIG_FILE;
+use super::run_folder::{model_file, CONFIG_FILE};
 use crate::data::MNIST_FILES;
 use crate::fsutil;
 use anyhow::Result;
@@ -33,10 +33,12 @@ impl Inputs {
             .fold(self, |inputs, path| inputs.file(path))
     }
 
-    /// A checkpoint, and the run's config.json beside it (read for its architecture).
+    /// A checkpoint (a run folder stands for its model.ot), and the run's config.json beside it
+    /// (read for its architecture).
     pub fn checkpoint(self, path: &Path) -> Self {
+        let path = model_file(path).unwrap_or_else(|_| path.to_owned());
         let folder = path.parent().unwrap_or(Path::new("."));
-        self.file(path).file(&folder.join(CONFIG_FILE))
+        self.file(&path).file(&folder.join(CONFIG_FILE))
     }
 
     /// Checkpoints, each with its config.json.

@@ -152,6 +152,10 @@ impl RunFolder {
             match fs::symlink_metadata(&file) {
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => bail!("--overwrite: cannot inspect {}: {e}", file.display()),
+                Ok(meta) if meta.is_dir() && is_temporary_run_file(&name) => {
+                    remove_temporary_folder(&file)?;
+                    continue;
+                }
                 Ok(meta) => ensure!(
                     !meta.is_dir(),
                     "--overwrite: {} is a folder, not a run's file; remove it yourself",
@@ -282,7 +286,27 @@ fn is_event_file(name: &str) -> bool {
     name.starts_with(tensorboard::EVENTS_PREFIX) || name.starts_with(tensorboard::TEMP_PREFIX)
 }
 
-/// A temporary file of [`fsutil`]'s atomic writes of a run file: `.model.ot.XXXXXX.tmp.ot`.
+/// Removes the temporary folder of a save that was cut short (`.model.ot.XXXXXX.tmp/`, see
+/// [`fsutil::save_atomically`]): only a run file inside it, then the folder; anything else in
+/// it is left, and the removal fails naming it.
+fn remove_temporary_folder(dir: &Path) -> Result<()> {
+    let entries = fs::read_dir(dir).with_context(|| format!("--overwrite: {}", dir.display()))?;
+    for entry in entries.filter_map(|entry| entry.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        ensure!(
+            is_file && RUN_FILES.contains(&name.as_str()),
+            "--overwrite: {} holds {name:?}, which no save of the tool leaves; remove it yourself",
+            dir.display()
+        );
+        fs::remove_file(entry.path())
+            .with_context(|| format!("--overwrite: cannot remove {}", entry.path().display()))?;
+    }
+    fs::remove_dir(dir).with_context(|| format!("--overwrite: cannot remove {}", dir.display()))
+}
+
+/// A temporary file of [`fsutil`]'s atomic writes of a run file (`.metrics.jsonl.XXXXXX.tmp`),
+/// or the temporary folder of a checkpoint's save (`.model.ot.XXXXXX.tmp`).
 fn is_temporary_run_file(name: &str) -> bool {
     RUN_FILES
         .iter()
@@ -309,6 +333,23 @@ fn fresh_default_path() -> PathBuf {
         })
         .find(|p| !p.exists())
         .expect("an unused name exists")
+}
+
+/// The checkpoint a `--model` or `--from` path names: the path itself, or, for a run folder, its
+/// `model.ot` (what Keras users expect of `load_model(folder)`). A folder without one is an
+/// error naming it, so that a mistyped run folder is not reported as an unreadable file.
+pub fn model_file(path: &Path) -> Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_owned());
+    }
+    let model = path.join(MODEL_FILE);
+    ensure!(
+        model.exists(),
+        "{} is a folder without a {MODEL_FILE} (a run folder holds its model there; pass a \
+         checkpoint file, or the folder of a run that finished an epoch)",
+        path.display()
+    );
+    Ok(model)
 }
 
 #[cfg(test)]
@@ -358,10 +399,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for file in RUN_FILES
             .iter()
-            .chain(&[".model.ot.abc123.tmp.ot", "notes.txt"])
+            .chain(&[".metrics.jsonl.abc123.tmp", "notes.txt"])
         {
             fs::write(dir.path().join(file), b"old").unwrap();
         }
+        // A checkpoint's save cut short leaves its temporary folder.
+        let cut_short = dir.path().join(".model.ot.def456.tmp");
+        fs::create_dir(&cut_short).unwrap();
+        fs::write(cut_short.join(MODEL_FILE), b"half").unwrap();
         fs::write(dir.path().join(CONFIG_FILE), A_RUNS_CONFIG).unwrap();
         RunFolder::create(Some(dir.path()), FolderUse::Overwrite).unwrap();
         let left: Vec<_> = fs::read_dir(dir.path())

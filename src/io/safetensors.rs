@@ -3,10 +3,11 @@
 
 use crate::model::NamedTensor;
 use crate::nn::Architecture;
-use anyhow::{anyhow, bail, Context, Result};
-use safetensors::tensor::{Dtype, TensorView};
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
-use std::collections::{BTreeMap, HashMap};
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
@@ -53,21 +54,67 @@ fn buffer(named: &NamedTensor) -> Result<Buffer> {
 /// Writes named tensors as safetensors with the architecture in the metadata.
 pub fn write(tensors: &[NamedTensor], architecture: Architecture, path: &Path) -> Result<()> {
     let buffers = tensors.iter().map(buffer).collect::<Result<Vec<_>>>()?;
-    let views = buffers
-        .iter()
-        .map(|b| {
-            TensorView::new(b.dtype, b.shape.clone(), &b.bytes)
-                .map(|view| (b.name.as_str(), view))
-                .map_err(|e| anyhow!("tensor {}: {e:?}", b.name))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let metadata = HashMap::from([
-        (ARCHITECTURE_KEY.to_owned(), architecture.to_string()),
+    let bytes = file_bytes(buffers, architecture)?;
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// What a tensor's header entry holds (its keys written in sorted order, as every map here).
+#[derive(Serialize)]
+struct HeaderEntry {
+    dtype: &'static str,
+    shape: Vec<usize>,
+    data_offsets: [usize; 2],
+}
+
+/// A safetensors file: its header's length (8 bytes, little-endian), the header (JSON, padded
+/// with spaces to a multiple of 8 bytes), then the tensors' bytes. Written here rather than by
+/// the safetensors crate, whose metadata is a `HashMap` (its order, and so the file's bytes,
+/// changed from one save to the next): here keys and tensors are in sorted order, so the same
+/// weights always give the same file.
+fn file_bytes(mut buffers: Vec<Buffer>, architecture: Architecture) -> Result<Vec<u8>> {
+    buffers.sort_by(|a, b| a.name.cmp(&b.name));
+    let metadata = BTreeMap::from([
+        (ARCHITECTURE_KEY, architecture.to_string()),
         // What Hugging Face's loaders expect of a PyTorch state dict.
-        ("format".to_owned(), "pt".to_owned()),
+        ("format", "pt".to_owned()),
     ]);
-    safetensors::tensor::serialize_to_file(views, &Some(metadata), path)
-        .map_err(|e| anyhow!("cannot write {}: {e:?}", path.display()))
+    let mut header = BTreeMap::from([("__metadata__".to_owned(), serde_json::to_value(metadata)?)]);
+    let mut offset = 0;
+    for b in &buffers {
+        ensure!(
+            !header.contains_key(&b.name),
+            "tensor {} is named twice",
+            b.name
+        );
+        let entry = HeaderEntry {
+            dtype: dtype_name(b.dtype)?,
+            shape: b.shape.clone(),
+            data_offsets: [offset, offset + b.bytes.len()],
+        };
+        offset += b.bytes.len();
+        header.insert(b.name.clone(), serde_json::to_value(entry)?);
+    }
+    let mut json = serde_json::to_string(&header)?.into_bytes();
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut bytes = Vec::with_capacity(8 + json.len() + offset);
+    bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&json);
+    for b in &buffers {
+        bytes.extend_from_slice(&b.bytes);
+    }
+    Ok(bytes)
+}
+
+/// The format's name of a dtype this writer produces.
+fn dtype_name(dtype: Dtype) -> Result<&'static str> {
+    Ok(match dtype {
+        Dtype::F32 => "F32",
+        Dtype::F64 => "F64",
+        Dtype::I64 => "I64",
+        Dtype::F16 => "F16",
+        Dtype::BF16 => "BF16",
+        other => bail!("{other:?} is not written here"),
+    })
 }
 
 /// The tensors of a safetensors file in memory (the parser checks every offset and size).

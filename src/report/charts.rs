@@ -3,7 +3,7 @@
 
 use super::canvas::{blend, bold, centred, drawing, label, text, Canvas};
 use crate::eval::ConfusionMatrix;
-use crate::train::EpochRecord;
+use crate::train::{EpochRecord, ScheduleClock};
 use anyhow::Result;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
@@ -47,13 +47,18 @@ pub fn curves_size(records: &[EpochRecord]) -> (u32, u32) {
 
 /// Draws loss and accuracy per epoch (and the learning rate when it changed), marking the
 /// epoch whose weights were kept.
-pub fn curves(records: &[EpochRecord], chosen_epoch: Option<usize>) -> Result<Canvas> {
+/// `rates` are the learning rate over training progress ([`rate_points`]).
+pub fn curves(
+    records: &[EpochRecord],
+    chosen_epoch: Option<usize>,
+    rates: Vec<(f64, f64)>,
+) -> Result<Canvas> {
     let (width, height) = curves_size(records);
     let mut canvas = Canvas::new(width, height);
     let (losses, accuracies, rates) = (
         loss_series(records),
         accuracy_series(records),
-        rate_series(records),
+        rate_series(rates),
     );
     let with_schedule = has_schedule(records);
     canvas.draw(|area| {
@@ -132,12 +137,38 @@ fn accuracy_series(records: &[EpochRecord]) -> [Series; 2] {
     ]
 }
 
-/// The rate at the start and at the end of each epoch, drawn over training progress.
-fn rate_series(records: &[EpochRecord]) -> [Series; 1] {
+fn rate_series(points: Vec<(f64, f64)>) -> [Series; 1] {
     [Series {
         label: "learning rate",
         color: TRAIN,
-        points: records
+        points,
+    }]
+}
+
+/// At most this many points draw a learning rate that moves every step.
+const MAX_RATE_POINTS: usize = 600;
+
+/// The learning rate over training progress (in epochs, from 0): every step's where the
+/// schedule moves within epochs (`clock`: cosine and one-cycle, whose peak would be lost between
+/// two epochs' ends; at most [`MAX_RATE_POINTS`] steps, the last included), else each epoch's
+/// rate at its start and end as recorded (constant, plateau).
+pub fn rate_points(
+    records: &[EpochRecord],
+    clock: Option<&ScheduleClock>,
+    steps_per_epoch: usize,
+) -> Vec<(f64, f64)> {
+    let trained_epochs = records.iter().map(|r| r.epoch).max().unwrap_or(0);
+    match clock.filter(|c| c.moves_within_epochs() && steps_per_epoch > 0) {
+        Some(clock) => {
+            let last = (trained_epochs * steps_per_epoch).min(clock.total_steps());
+            let stride = last.div_ceil(MAX_RATE_POINTS).max(1);
+            (0..last)
+                .step_by(stride)
+                .chain([last.saturating_sub(1)])
+                .map(|step| (step as f64 / steps_per_epoch as f64, clock.at(step)))
+                .collect()
+        }
+        None => records
             .iter()
             .filter(|r| r.epoch > 0)
             .flat_map(|r| {
@@ -145,7 +176,7 @@ fn rate_series(records: &[EpochRecord]) -> [Series; 1] {
                 [(start, r.learning_rate), (start + 1.0, r.learning_rate_end)]
             })
             .collect(),
-    }]
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -245,19 +276,14 @@ fn panel<DB: DrawingBackend>(
             .build_cartesian_2d(x_min..x_max, y_min..y_max),
     )?;
     let x_ticks = ((x_max - x_min).round() as usize + 1).clamp(2, 11);
-    let y_format = |y: &f64| match scale {
-        Scale::Percent => format!("{y:.1}"),
-        Scale::FromZero if *y == 0.0 => "0".to_owned(),
-        Scale::FromZero if y_max < 0.01 => format!("{y:.0e}"),
-        Scale::FromZero => format!("{y:.2}"),
-    };
+    let y_format = tick_labels(y_min..y_max, scale);
     drawing(
         chart
             .configure_mesh()
             .x_desc("epoch")
             .y_desc(y_description)
             .x_labels(x_ticks)
-            .y_labels(8)
+            .y_labels(Y_LABELS)
             .x_label_formatter(&epoch_label)
             .y_label_formatter(&y_format)
             .label_style(text(15.0))
@@ -406,6 +432,46 @@ fn confusion_axes(area: &Area, classes: usize, (left, top): (i32, i32)) -> Resul
     Ok(())
 }
 
+/// At most this many labels on a panel's value axis.
+const Y_LABELS: usize = 8;
+
+/// The labels of a value axis: every tick plotters will draw for `range` is shown exactly,
+/// in fixed point (percentages, and values from 0.01 up, with the same decimals down the axis)
+/// or in scientific notation below (learning rates), so no two ticks read alike.
+fn tick_labels(range: std::ops::Range<f64>, scale: Scale) -> impl Fn(&f64) -> String {
+    let coord: RangedCoordf64 = range.into();
+    let ticks = coord.key_points(Y_LABELS);
+    let least = match scale {
+        Scale::Percent => 1,
+        Scale::FromZero => 2,
+    };
+    let decimals = ticks
+        .iter()
+        .filter(|y| y.abs() >= 0.01)
+        .map(|&y| exact_decimals(y, |p| format!("{y:.p$}")))
+        .fold(least, usize::max);
+    move |&y: &f64| {
+        if y == 0.0 {
+            "0".to_owned()
+        } else if y.abs() >= 0.01 || matches!(scale, Scale::Percent) {
+            format!("{y:.decimals$}")
+        } else {
+            let p = exact_decimals(y, |p| format!("{y:.p$e}"));
+            format!("{y:.p$e}")
+        }
+    }
+}
+
+/// The fewest decimals (up to 6) with which `format` shows `y` as it is.
+fn exact_decimals(y: f64, format: impl Fn(usize) -> String) -> usize {
+    (0..=6)
+        .find(|&p| {
+            let shown: f64 = format(p).parse().unwrap_or(f64::NAN);
+            (shown - y).abs() <= 1e-9 * y.abs()
+        })
+        .unwrap_or(6)
+}
+
 /// Epoch labels only at whole epochs.
 fn epoch_label(x: &f64) -> String {
     if (x - x.round()).abs() < 1e-9 {
@@ -419,6 +485,7 @@ fn epoch_label(x: &f64) -> String {
 mod tests {
     use super::*;
     use crate::train::records::sample_record as record;
+    use crate::train::TrainOptions;
 
     #[test]
     fn the_learning_rate_panel_appears_only_when_the_rate_changed() {
@@ -435,9 +502,55 @@ mod tests {
         assert_eq!(curves_size(&cosine), (1800, 450));
     }
 
+    /// The ranges that once showed "89.7" twice, "99.0" twice and "2e-3" twice.
+    #[test]
+    fn no_two_ticks_of_an_axis_read_alike() {
+        for (range, scale) in [
+            (89.62..89.78, Scale::Percent),
+            (98.95..99.08, Scale::Percent),
+            (0.0..100.0, Scale::Percent),
+            (0.0..0.0011, Scale::FromZero),
+            (0.0..0.011, Scale::FromZero),
+            (0.0..0.0033, Scale::FromZero),
+            (0.0..0.052, Scale::FromZero),
+            (0.0..2.6, Scale::FromZero),
+        ] {
+            let coord: RangedCoordf64 = range.clone().into();
+            let ticks = coord.key_points(Y_LABELS);
+            let label = tick_labels(range.clone(), scale);
+            let labels: Vec<String> = ticks.iter().map(|&y| label(&y)).collect();
+            let mut unique = labels.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), labels.len(), "{range:?}: {labels:?}");
+            for (y, text) in ticks.iter().zip(&labels) {
+                let shown: f64 = text.parse().unwrap();
+                assert!((shown - y).abs() <= 1e-9 * y.abs(), "{y} shown as {text}");
+            }
+        }
+    }
+
+    /// A one-cycle run's peak (at 30% of its steps) is drawn, though no epoch starts or ends there.
+    #[test]
+    fn a_schedule_that_moves_within_epochs_is_drawn_per_step() {
+        let options = TrainOptions {
+            schedule: crate::optim::schedule::Schedule::Onecycle,
+            learning_rate: 1e-2,
+            ..TrainOptions::default()
+        };
+        let epochs: Vec<_> = (1..=4).map(|e| record(e, 1e-3, 1e-3)).collect();
+        let (clock, steps_per_epoch) = ScheduleClock::of_run(&options, 1000);
+        let points = rate_points(&epochs, Some(&clock), steps_per_epoch);
+        let peak = points.iter().map(|p| p.1).fold(0.0, f64::max);
+        assert!((peak - 1e-2).abs() < 1e-4, "peak {peak}");
+        assert!(points.len() <= MAX_RATE_POINTS + 1);
+        let constant = rate_points(&epochs, None, steps_per_epoch);
+        assert_eq!(constant.len(), 8);
+    }
+
     #[test]
     fn curves_and_confusion_draw_at_their_sizes_even_for_one_epoch() {
-        let canvas = curves(&[record(1, 1e-3, 1e-3)], Some(1)).unwrap();
+        let canvas = curves(&[record(1, 1e-3, 1e-3)], Some(1), Vec::new()).unwrap();
         assert_eq!((canvas.width, canvas.height), (1200, 450));
         // Something besides white paper was drawn.
         assert!(canvas.pixels.iter().any(|&p| p < 128));

@@ -15,6 +15,7 @@ use crate::io::figure::Figure;
 use crate::io::run_folder::RunFolder;
 use crate::model::Classifier;
 use crate::run::CompletedRun;
+use crate::train::ScheduleClock;
 use anyhow::{ensure, Context, Result};
 use examples::{mnist_test_description, ReportData};
 use serde::Serialize;
@@ -66,8 +67,11 @@ pub fn write_report(
     let evaluation = eval::evaluate(model, data)?;
     let report = evaluation.report();
     let mistakes = Mistakes::of(&evaluation, data)?;
+    let (clock, steps_per_epoch) =
+        ScheduleClock::of_run(&config.options, config.data.train_examples);
     let drawn = Drawn {
         records: &records,
+        learning_rates: charts::rate_points(&records, Some(&clock), steps_per_epoch),
         chosen_epoch: config.final_metrics.as_ref().map(|m| m.chosen_epoch),
         report: &report,
         mistakes: &mistakes,
@@ -143,6 +147,8 @@ impl Mistakes {
 /// What the report's figures are drawn from.
 struct Drawn<'a> {
     records: &'a [crate::train::EpochRecord],
+    /// The learning rate over training progress, as the curves draw it.
+    learning_rates: Vec<(f64, f64)>,
     chosen_epoch: Option<usize>,
     report: &'a eval::metrics::ClassificationReport,
     mistakes: &'a Mistakes,
@@ -164,9 +170,11 @@ impl Drawn<'_> {
             Figure {
                 file: CURVES_FILE,
                 tag: None,
-                png: charts::curves(self.records, self.chosen_epoch)?.to_png()?,
-                caption: "Loss and accuracy per epoch (the dashed line marks the epoch whose \
-                          weights were kept)"
+                png: charts::curves(self.records, self.chosen_epoch, self.learning_rates.clone())?
+                    .to_png()?,
+                caption: "Loss and accuracy per epoch, and the learning rate through training \
+                          when it changed (the dashed line marks the epoch whose weights were \
+                          kept)"
                     .to_owned(),
             },
             Figure {

@@ -4,7 +4,7 @@
 
 use super::plan::{Resumable, RunPlan, Start};
 use super::sink::FolderSink;
-use crate::data::dataset::Dataset;
+use crate::data::dataset::{DataKind, Dataset};
 use crate::data::Split;
 use crate::device::DeviceName;
 use crate::eval::metrics::MacroAverages;
@@ -194,6 +194,7 @@ fn train(plan: &RunPlan, started: Started, data: Dataset, folder: RunFolder) -> 
     };
     let final_metrics = FinalMetrics::new(&history, outcome);
     mark_completed(&folder, &mut config, &final_metrics)?;
+    log_test_change(&config, &final_metrics);
     let tensorboard = sink.tensorboard.take();
     Ok(Finished {
         run: CompletedRun {
@@ -349,6 +350,34 @@ fn score_start(
     folder.write_metrics(history.records())?;
     Ok(history)
 }
+
+/// A fine-tune's test accuracy before and after, said at the end; a warning when it fell by
+/// more than [`TEST_DROP_WARNING`] (a fine-tune on pictures that costs the model its MNIST
+/// accuracy).
+fn log_test_change(config: &RunConfig, final_metrics: &FinalMetrics) {
+    let before = config.before.and_then(|b| b.test_accuracy);
+    let Some((before, after)) = before.zip(final_metrics.scores.test_accuracy) else {
+        return;
+    };
+    let what = match config.data.kind {
+        DataKind::Images => "MNIST test accuracy (the pictures' run is judged on MNIST too)",
+        DataKind::Mnist => "test accuracy",
+    };
+    let change = format!(
+        "{what}: {:.2}% before the fine-tune, {:.2}% after ({:+.2} points)",
+        100.0 * before,
+        100.0 * after,
+        100.0 * (after - before)
+    );
+    if before - after > TEST_DROP_WARNING {
+        warn!("{change}");
+    } else {
+        info!("{change}");
+    }
+}
+
+/// A fall in test accuracy (as a fraction) past which a fine-tune's end warns.
+const TEST_DROP_WARNING: f64 = 0.005;
 
 /// The settings of `options` that differ from the command's defaults (the tutorial's for
 /// `train`, a fine-tune's for `finetune`), as `key=value`.

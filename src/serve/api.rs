@@ -3,7 +3,9 @@
 
 use super::batcher::Job;
 use super::error::ApiError;
-use super::request::{json_request, payload_kind, picture_request, read_body, Fields, Payload};
+use super::request::{
+    form_request, json_request, payload_kind, picture_request, read_body, Fields, Payload,
+};
 use super::state::{AppState, LARGE_BODY};
 use crate::shape::IMAGE_SIDE;
 use axum::body::Body;
@@ -116,6 +118,7 @@ pub async fn predict(
     } = match kind {
         Payload::Picture => picture_request(&state, bytes).await?,
         Payload::Json => json_request(&state, bytes).await?,
+        Payload::Form(boundary) => form_request(&state, bytes, boundary).await?,
     };
     let inputs: Vec<Vec<Vec<f32>>> = fields.iter().map(|f| round_input(f)).collect();
     let (job, answer) = Job::new(fields, ticket);

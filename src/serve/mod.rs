@@ -10,6 +10,7 @@ pub mod error;
 pub mod json_body;
 pub mod metrics;
 pub mod middleware;
+pub mod multipart;
 pub mod request;
 pub mod state;
 pub mod stream;

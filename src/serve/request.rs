@@ -4,6 +4,7 @@
 use super::admission::Ticket;
 use super::error::ApiError;
 use super::json_body::{self, BodyError, Item};
+use super::multipart::{self, FormError};
 use super::state::AppState;
 use crate::data::images;
 use crate::shape::IMAGE_PIXELS;
@@ -17,6 +18,8 @@ use tokio::sync::SemaphorePermit;
 pub enum Payload {
     Picture,
     Json,
+    /// A `multipart/form-data` upload, with its boundary.
+    Form(String),
 }
 
 const PICTURE_TYPES: [&str; 5] = [
@@ -32,8 +35,9 @@ pub fn payload_kind(headers: &HeaderMap) -> Result<Payload, ApiError> {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
-                "{what}: send a picture as image/png or image/jpeg (also gif, bmp, webp), or \
-                 application/json with {{\"pixels\": [{IMAGE_PIXELS} numbers 0-255]}} or a list of those"
+                "{what}: send a picture as image/png or image/jpeg (also gif, bmp, webp), as a \
+                 multipart/form-data file upload, or as application/json with \
+                 {{\"pixels\": [{IMAGE_PIXELS} numbers 0-255]}} or a list of those"
             ),
         )
     };
@@ -51,6 +55,9 @@ pub fn payload_kind(headers: &HeaderMap) -> Result<Payload, ApiError> {
         .to_ascii_lowercase();
     if mime == "application/json" {
         Ok(Payload::Json)
+    } else if mime == "multipart/form-data" {
+        let boundary = multipart::boundary(text).map_err(|e| form_error(e, 0))?;
+        Ok(Payload::Form(boundary))
     } else if PICTURE_TYPES.contains(&mime.as_str()) {
         Ok(Payload::Picture)
     } else {
@@ -195,6 +202,48 @@ pub async fn picture_request(state: &AppState, bytes: Bytes) -> Result<Fields, A
     })
 }
 
+/// A `multipart/form-data` body: its file parts (at most `max_items` parts), each a picture;
+/// one file is answered as one picture body is, several as a list.
+pub async fn form_request(
+    state: &AppState,
+    bytes: Bytes,
+    boundary: String,
+) -> Result<Fields, ApiError> {
+    let max_items = state.limits.max_items;
+    let size = bytes.len();
+    let files = parse(size, move || {
+        multipart::file_parts(&bytes, &boundary, max_items)
+    })
+    .await?
+    .map_err(|e| form_error(e, max_items))?;
+    if files.is_empty() {
+        return Err(ApiError::unprocessable(
+            "the form holds no file: send the picture as a file field (curl -F image=@digit.png)",
+        ));
+    }
+    let ticket = admit(state, files.len())?;
+    let list = files.len() > 1;
+    let pictures = files.into_iter().map(|f| (f.bytes, f.name)).collect();
+    Ok(Fields {
+        fields: decode_pictures(state, pictures).await?,
+        list,
+        ticket,
+    })
+}
+
+fn form_error(error: FormError, max_items: usize) -> ApiError {
+    match error {
+        FormError::Malformed(why) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("malformed multipart/form-data: {why}"),
+        ),
+        FormError::TooMany => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("more than {max_items} parts in one form; at most {max_items} are accepted"),
+        ),
+    }
+}
+
 /// A JSON body: its items counted first (413 past `max_items`, before anything is built), the
 /// fields admitted, then the items read; both passes on the blocking pool for large bodies,
 /// within the server's budget of JSON bytes parsed at once.
@@ -264,7 +313,7 @@ fn body_error(error: BodyError, max_items: usize) -> ApiError {
     }
 }
 
-/// Bodies up to this size are read on the async thread: a few microseconds, less than the
+/// Bodies up to this size are parsed on the async thread: a few microseconds, less than the
 /// hand-over to the blocking pool costs.
 const INLINE_JSON_BYTES: usize = 64 << 10;
 

@@ -23,4 +23,4 @@ pub use records::{EpochRecord, FinalMetrics, FitOutcome, History, StepSample};
 pub use settings::{Flag, FlagOn};
 pub use sink::{Discard, EpochSink, Saves};
 pub use state::{RunPosition, TrainingState};
-pub use trainer::{train_step, Batch, Step, SAMPLE_EVERY};
+pub use trainer::{train_step, Batch, ScheduleClock, Step, SAMPLE_EVERY};

@@ -37,6 +37,30 @@ pub struct ScheduleClock {
 }
 
 impl ScheduleClock {
+    /// The clock of a run with `options` on `examples` training examples, and its steps per
+    /// epoch.
+    pub fn of_run(options: &TrainOptions, examples: usize) -> (Self, usize) {
+        let steps_per_epoch = examples.div_ceil(options.batch_size);
+        let clock = Self {
+            schedule: options.schedule,
+            base: options.learning_rate,
+            end: options.min_lr,
+            total_steps: options.epochs.total_steps(steps_per_epoch),
+        };
+        (clock, steps_per_epoch)
+    }
+
+    /// Whether the rate moves within an epoch (the plateau schedule moves only between them,
+    /// by what the run's validation losses were).
+    pub fn moves_within_epochs(&self) -> bool {
+        matches!(self.schedule, Schedule::Cosine | Schedule::Onecycle)
+    }
+
+    /// The run's length in steps.
+    pub fn total_steps(&self) -> usize {
+        self.total_steps
+    }
+
     /// The learning rate at `step` (0-based) of the run.
     pub fn at(&self, step: usize) -> f64 {
         self.schedule
@@ -162,13 +186,7 @@ impl<'a> Trainer<'a> {
         let average = options
             .weight_averaging
             .map(|decay| WeightAverage::new(model, decay));
-        let steps_per_epoch = examples.div_ceil(options.batch_size);
-        let clock = ScheduleClock {
-            schedule: options.schedule,
-            base: options.learning_rate,
-            end: options.min_lr,
-            total_steps: options.epochs.total_steps(steps_per_epoch),
-        };
+        let (clock, steps_per_epoch) = ScheduleClock::of_run(options, examples);
         Ok(Self {
             model,
             optimizer,

@@ -33,6 +33,9 @@ pub type Grey = ImageBuffer<Luma<f32>, Vec<f32>>;
 
 /// The formats [`decode`] reads.
 pub const FORMATS: &str = "PNG, JPEG, GIF, BMP or WebP";
+/// The file extensions of [`FORMATS`] (compared without case), by which pictures are picked out
+/// of a folder given to `predict`.
+pub const EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "gif", "bmp", "webp"];
 /// Larger pictures are scaled down to this longer side right after decoding: the digit ends up
 /// 20 px tall anyway, and a 16k × 16k picture as 32-bit floats would take 4 GiB.
 const WORKING_SIDE: u32 = 1024;

@@ -1,6 +1,7 @@
 //! Labelled picture folders (`DIR/0/*`, …, `DIR/9/*`), each picture preprocessed as MNIST's
 //! digits were; pictures that cannot be used are named and skipped.
 
+use super::decode::{EXTENSIONS, FORMATS};
 use super::preprocess::load_picture;
 use crate::data::Split;
 use crate::shape::{image_batch, NUM_CLASSES};
@@ -33,13 +34,13 @@ pub fn load_folder(dir: &Path) -> Result<ImageFolder> {
     let mut labels = Vec::new();
     let mut paths = Vec::new();
     let mut skipped = Vec::new();
-    let mut class_folders = 0;
+    let mut present = Vec::new();
     for digit in 0..NUM_CLASSES {
         let class_dir = dir.join(digit.to_string());
         if !class_dir.is_dir() {
             continue;
         }
-        class_folders += 1;
+        present.push(digit);
         for path in picture_files(&class_dir)? {
             match load_picture(&path) {
                 Ok(field) => {
@@ -55,7 +56,7 @@ pub fn load_folder(dir: &Path) -> Result<ImageFolder> {
         }
     }
     ensure!(
-        class_folders > 0,
+        !present.is_empty(),
         "--images {}: no class folders 0 … 9 inside",
         dir.display()
     );
@@ -118,17 +119,65 @@ fn check_folder_names(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The pictures that `paths` name: a file as it is (whatever its name: an error, if it is not a
+/// picture, belongs to that file), and for a folder every visible file under it, recursively,
+/// whose extension is a picture's ([`EXTENSIONS`]), in sorted order. Links to folders are not
+/// followed (no loops); a folder holding no picture is an error naming it.
+pub fn pictures_in(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut pictures = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            pictures.push(path.clone());
+            continue;
+        }
+        let before = pictures.len();
+        collect_pictures(path, &mut pictures)?;
+        ensure!(
+            pictures.len() > before,
+            "{}: no {FORMATS} picture in the folder or below it (by extension: {})",
+            path.display(),
+            EXTENSIONS.join(", ")
+        );
+    }
+    Ok(pictures)
+}
+
+fn collect_pictures(dir: &Path, pictures: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| !is_hidden(path))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let is_real_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        if is_real_dir {
+            collect_pictures(&path, pictures)?;
+        } else if has_picture_extension(&path) && !path.is_dir() {
+            pictures.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn has_picture_extension(path: &Path) -> bool {
+    path.extension().is_some_and(|e| {
+        let e = e.to_string_lossy().to_ascii_lowercase();
+        EXTENSIONS.contains(&e.as_str())
+    })
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
 /// The visible files of a folder, sorted by name.
 fn picture_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| !path.is_dir())
-        .filter(|path| {
-            !path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
+        .filter(|path| !path.is_dir() && !is_hidden(path))
         .collect();
     files.sort();
     Ok(files)

@@ -8,8 +8,9 @@ pub mod folder;
 pub mod preprocess;
 
 pub use decode::{
-    declared_size, decode, decode_bytes, decode_bytes_within, DecodeLimits, Grey, FORMATS, MAX_SIDE,
+    declared_size, decode, decode_bytes, decode_bytes_within, DecodeLimits, Grey, EXTENSIONS,
+    FORMATS, MAX_SIDE,
 };
 pub use encode::save_field_png;
-pub use folder::{load_folder, ImageFolder};
+pub use folder::{load_folder, pictures_in, ImageFolder};
 pub use preprocess::{load_picture, preprocess};

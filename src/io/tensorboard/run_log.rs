@@ -10,11 +10,12 @@
 //!   `learning_rate_end`, `grad_norm`, `seconds`, `images_per_second`) at the epoch, as Keras
 //!   logs them, so that runs with different batch sizes line up; epoch 0 is a fine-tuning
 //!   run's starting checkpoint (its scores only).
-//! - `final/test_accuracy`, `final/test_loss`, `final/precision_macro`, `final/recall_macro`,
+//! - `final/test_accuracy`, `final/test_loss`, `final/validation_accuracy`,
+//!   `final/validation_loss`, `final/precision_macro`, `final/recall_macro`,
 //!   `final/f1_macro`, and the pictures `final/confusion_matrix` and `final/mistakes`, at the
 //!   last epoch, for the delivered model.
 //! - The HParams plugin's experiment and session start (at the start) and session end, with
-//!   `final/test_accuracy` and `final/test_loss` as its metrics.
+//!   the final test and validation scores as its metrics ([`METRICS`]).
 //!
 //! A resumed run drops what was logged after the state it resumes from (a run stopped by a
 //! signal saves the step it stopped at; a killed one may have logged further) and keeps the
@@ -50,8 +51,15 @@ const PLUGIN_DATA_VERSION: i32 = 0;
 
 /// Tags logged at the run's step; every other tag is logged at an epoch.
 const STEP_PREFIX: &str = "step/";
-/// The metrics of the HParams table.
-const METRICS: [&str; 2] = ["final/test_accuracy", "final/test_loss"];
+/// The metrics of the HParams table: the delivered model's test scores (MNIST's, also for a
+/// fine-tune on pictures when MNIST is at hand) and its validation scores (which a picture
+/// fine-tune always has).
+const METRICS: [&str; 4] = [
+    "final/test_accuracy",
+    "final/test_loss",
+    "final/validation_accuracy",
+    "final/validation_loss",
+];
 
 /// What the end of a run logs.
 pub struct FinalFigures<'a> {
@@ -145,6 +153,8 @@ impl RunLog {
         let scalars = [
             ("final/test_accuracy", scores.test_accuracy),
             ("final/test_loss", scores.test_loss),
+            ("final/validation_accuracy", scores.validation_accuracy),
+            ("final/validation_loss", scores.validation_loss),
             ("final/precision_macro", averages.map(|a| a.precision)),
             ("final/recall_macro", averages.map(|a| a.recall)),
             ("final/f1_macro", averages.map(|a| a.f1)),
