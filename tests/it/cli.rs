@@ -14,6 +14,26 @@ fn help_lists_every_subcommand() {
     }
 }
 
+/// Only `train` can resume a run, so only its help says what --device and --precision default
+/// to then.
+#[test]
+fn only_train_says_what_a_resumed_run_computes_on() {
+    let help = |command: &str| stdout(&mnist_cnn(&[command, "--help"]));
+    let train = help("train");
+    assert!(
+        train.contains("with --resume, the device the run was trained on"),
+        "{train}"
+    );
+    assert!(train.contains("with --resume, the run's own"), "{train}");
+    for command in [
+        "finetune", "eval", "predict", "serve", "report", "bench", "lr-find",
+    ] {
+        let text = help(command);
+        assert!(text.contains("[default: fp32]"), "{command}: {text}");
+        assert!(!text.contains("with --resume,"), "{command}: {text}");
+    }
+}
+
 #[test]
 fn info_reports_versions_cuda_and_threads() {
     let output = mnist_cnn(&["info", "--json"]);

@@ -99,28 +99,36 @@ fn finetuning_on_rendered_pictures_beats_the_starting_model_and_skips_a_corrupt_
     .unwrap();
 
     let out = scratch.path().join("tuned");
-    let finetune = mnist_cnn(&[
-        "finetune",
-        "--from",
-        start.join("model.ot").to_str().unwrap(),
-        "--images",
-        folder.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--epochs",
-        "6",
-        "--lr",
-        "1e-3",
-        "--val-split",
-        "0.25",
-        "--batch-size",
-        "32",
-        "--device",
-        "cpu",
-        "--seed",
-        "1",
-        "--json",
-    ]);
+    let mnist = real_mnist_dir();
+    // At the info level, for the log's line on MNIST before and after.
+    let finetune = tool()
+        .env("RUST_LOG", "info")
+        .args([
+            "finetune",
+            "--from",
+            start.to_str().unwrap(), // a run folder: its model.ot
+            "--images",
+            folder.to_str().unwrap(),
+            "--data",
+            mnist.to_str().unwrap(), // MNIST's test set, scored before and after
+            "--out",
+            out.to_str().unwrap(),
+            "--epochs",
+            "6",
+            "--lr",
+            "1e-3",
+            "--val-split",
+            "0.25",
+            "--batch-size",
+            "32",
+            "--device",
+            "cpu",
+            "--seed",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
     assert_success(&finetune);
     let err = stderr(&finetune);
     assert!(
@@ -135,6 +143,17 @@ fn finetuning_on_rendered_pictures_beats_the_starting_model_and_skips_a_corrupt_
     assert!(
         after > before,
         "validation accuracy went from {before} to {after}"
+    );
+    // What the pictures did to the model on MNIST: in the JSON, metrics.jsonl, and the log.
+    let mnist_before = summary["before"]["test_accuracy"].as_f64().unwrap();
+    let mnist_after = summary["test_accuracy"].as_f64().unwrap();
+    assert!(mnist_before > 0.5 && mnist_after > 0.5);
+    assert!(
+        err.contains(&format!(
+            "MNIST test accuracy (the pictures' run is judged on MNIST too): {:.2}% before",
+            100.0 * mnist_before
+        )),
+        "{err}"
     );
 
     let config = read_json(&out.join("config.json"));
@@ -155,6 +174,9 @@ fn finetuning_on_rendered_pictures_beats_the_starting_model_and_skips_a_corrupt_
         "metrics.jsonl starts with the starting checkpoint"
     );
     assert_eq!(first["validation_accuracy"].as_f64().unwrap(), before);
+    assert_eq!(first["test_accuracy"].as_f64().unwrap(), mnist_before);
+    assert_eq!(config["data"]["test_examples"], 10_000);
+    assert_eq!(config["data"]["mnist_test"], mnist.to_str().unwrap());
 
     // eval --images: the same metrics and JSON as on MNIST, over every usable picture.
     let eval = mnist_cnn(&[
@@ -169,6 +191,141 @@ fn finetuning_on_rendered_pictures_beats_the_starting_model_and_skips_a_corrupt_
     let report = stdout_json(&eval);
     assert_eq!(confusion_rows(&report).iter().flatten().sum::<u64>(), 600);
     assert!(report["accuracy"].as_f64().unwrap() > 0.5);
+}
+
+/// A fine-tune on a folder that leaves digits out, with a validation split of a few pictures:
+/// each thinness is named. Without MNIST at hand (none in the working folder, no --data), the
+/// run has no test scores.
+#[test]
+fn a_thin_picture_folder_is_warned_about() {
+    let scratch = tempfile::tempdir().unwrap();
+    let model = scratch.path().join("start.ot");
+    save_fresh_model(&model);
+    let folder = scratch.path().join("pictures");
+    let digits: Vec<_> = mnist_test_digits(200)
+        .into_iter()
+        .filter(|(_, label)| [1, 7].contains(label))
+        .take(24)
+        .collect();
+    render_folder(&folder, &digits);
+    let output = tool()
+        .current_dir(scratch.path())
+        .args(["finetune", "--from", "start.ot", "--images", "pictures"])
+        .args([
+            "--out", "tuned", "--epochs", "1", "--device", "cpu", "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let err = stderr(&output);
+    for words in [
+        "no pictures of digit 0, 2, 3, 4, 5, 6, 8, 9",
+        "pictures for validation (fewer than 20)",
+        "fewer than 2 validation pictures of digit",
+    ] {
+        assert!(err.contains(words), "no warning {words:?}:\n{err}");
+    }
+    let summary = stdout_json(&output);
+    assert!(summary["validation_accuracy"].is_f64());
+    assert!(summary.get("test_accuracy").is_none(), "{summary}");
+}
+
+/// scripts/preprocess.py, the Python reference of the tool's picture preprocessing, gives the
+/// tool's 28×28 input within 1/255 on rendered "photos" (grey and colour PNGs).
+#[test]
+fn the_python_preprocessing_gives_the_tools_input() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for (i, (pixels, _)) in mnist_test_digits(40).iter().enumerate() {
+        // save_picture writes every fifth one as JPEG, whose decoders differ: PNGs only.
+        let index = if i % 5 == 0 { i + 1 } else { i };
+        save_picture(render(pixels, index), index, scratch.path());
+        let path = scratch.path().join(format!("digit-{index:04}.png"));
+        if path.exists() && !paths.contains(&path) {
+            paths.push(path);
+        }
+    }
+    assert!(paths.len() >= 30);
+    let args: Vec<&str> = paths.iter().map(|p| p.to_str().unwrap()).collect();
+    let output = venv_script("preprocess.py", &args);
+    let fields: Vec<Vec<f64>> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(fields.len(), paths.len());
+    for (path, python) in paths.iter().zip(&fields) {
+        let tool = mnist_cnn::data::images::load_picture(path).unwrap();
+        assert_eq!(python.len(), tool.len());
+        let worst = python
+            .iter()
+            .zip(&tool)
+            .map(|(p, t)| (p - f64::from(*t)).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            worst <= 1.0 / 255.0,
+            "{}: a pixel differs by {worst}",
+            path.display()
+        );
+    }
+}
+
+/// Folders given to predict: every picture under them, recursively and in sorted order
+/// (hidden files and other files passed over); a folder without pictures is an error.
+#[test]
+fn predict_reads_folders_of_pictures() {
+    let scratch = tempfile::tempdir().unwrap();
+    let run = scratch.path().join("run");
+    fs::create_dir(&run).unwrap();
+    save_fresh_model(&run.join("model.ot"));
+    let album = scratch.path().join("album");
+    let digits = mnist_test_digits(3);
+    for (name, (pixels, _)) in ["b.png", "a/z.PNG", "a/y/x.png"].iter().zip(&digits) {
+        let path = album.join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        GrayImage::from_raw(28, 28, pixels.clone())
+            .unwrap()
+            .save_with_format(&path, ImageFormat::Png)
+            .unwrap();
+    }
+    fs::write(album.join("notes.txt"), "not a picture").unwrap();
+    fs::write(album.join(".hidden.png"), "not a picture either").unwrap();
+    let output = mnist_cnn(&[
+        "predict",
+        "--model",
+        run.to_str().unwrap(),
+        "--json",
+        album.to_str().unwrap(),
+    ]);
+    assert_success(&output);
+    let answers = stdout_json(&output);
+    let read: Vec<&str> = answers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = ["a/y/x.png", "a/z.PNG", "b.png"]
+        .iter()
+        .map(|name| album.join(name).to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(read, expected);
+
+    let empty = scratch.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let output = mnist_cnn(&[
+        "predict",
+        "--model",
+        run.to_str().unwrap(),
+        empty.to_str().unwrap(),
+    ]);
+    assert_clean_failure(
+        &output,
+        &["empty", "no PNG, JPEG, GIF, BMP or WebP picture"],
+    );
+    let output = mnist_cnn(&[
+        "predict",
+        "--model",
+        scratch.path().to_str().unwrap(),
+        album.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&output, &["is a folder without a model.ot"]);
 }
 
 #[test]

@@ -151,6 +151,40 @@ fn predictions_for_mnist_digits_sent_as_pixels_and_as_pictures() {
         assert_eq!(answer["digit"], predicted[i]["digit"], "base64 picture {i}");
     }
 
+    // As a multipart/form-data upload, built as curl -F and requests.post(files=…) build it:
+    // one file is answered as one picture, several as a list, text fields are read past.
+    let form = |files: &[&PathBuf]| {
+        let mut body =
+            b"--bNd\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n".to_vec();
+        for path in files {
+            let name = path.file_name().unwrap().to_string_lossy();
+            body.extend(
+                format!(
+                "--bNd\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n\
+                 Content-Type: image/png\r\n\r\n"
+            )
+                .bytes(),
+            );
+            body.extend(std::fs::read(path).unwrap());
+            body.extend(b"\r\n");
+        }
+        body.extend(b"--bNd--\r\n");
+        server.post("multipart/form-data; boundary=bNd", &body)
+    };
+    let one = form(&[&pictures[3]]);
+    assert_eq!(one.status, 200, "{}", one.text());
+    assert_eq!(one.json()["digit"], predicted[3]["digit"]);
+    let several = form(&[&pictures[0], &pictures[1], &pictures[2]]);
+    assert_eq!(several.status, 200, "{}", several.text());
+    let answers = several.json()["predictions"].as_array().unwrap().clone();
+    assert_eq!(answers.len(), 3);
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(answer["digit"], predicted[i]["digit"], "form file {i}");
+    }
+    let none = form(&[]);
+    assert_eq!(none.status, 422, "{}", none.text());
+    assert!(none.error().contains("no file"), "{}", none.error());
+
     // The page and the health check.
     let page = server.get("/");
     assert_eq!(page.status, 200);
@@ -326,6 +360,28 @@ fn bad_requests_get_clear_4xx_answers_and_the_server_keeps_serving() {
         415,
         "no Content-Type",
     );
+
+    // Forms: no boundary, a broken form, a part that never ends, a picture that is none,
+    // more parts than the 1,024 items a request may carry.
+    expect(server.post("multipart/form-data", b"x"), 400, "boundary");
+    let form = "multipart/form-data; boundary=B";
+    expect(server.post(form, b"--B junk"), 400, "line break");
+    expect(
+        server.post(
+            form,
+            b"--B\r\nContent-Disposition: form-data; name=\"a\"; filename=\"a.png\"\r\n\r\nno end",
+        ),
+        400,
+        "does not end",
+    );
+    expect(
+        server.post(form, b"--B\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\nnot a picture\r\n--B--\r\n"),
+        422,
+        "form field \"image\" (a.png)",
+    );
+    let many =
+        "--B\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\n1\r\n".repeat(1100) + "--B--\r\n";
+    expect(server.post(form, many.as_bytes()), 413, "parts in one form");
 
     // JSON: malformed, wrong shapes and values.
     expect(
