@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The accuracy frontier (README, Results): trains the larger models with the `large` recipe and
+# The accuracy frontier (docs/results.md): trains the larger models with the `large` recipe and
 # evaluates the ensembles. Each run is skipped when its run folder already holds a completed run.
 #
 #   scripts/frontier.sh [SEEDS]     vgg-32 seeds, default "1 2 3 4" (about 15 min each on two CPU

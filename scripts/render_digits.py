@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Renders MNIST test digits as a folder of "photos", DIR/<digit>/digit-NNNN.png.
+"""Renders MNIST digits as a folder of "photos", DIR/<digit>/digit-NNNN.png.
 
 The same rendering as tests/it/pictures.rs: each digit scaled to 64-112 px by nearest neighbour,
 placed off-centre on a larger canvas, dark ink on light noisy paper (light on dark for every
 fourth), every third one in colour. PNG only (the test also writes JPEGs; this script needs no
-imaging library). Used by the README's measurement of how fine-tuning chooses its best epoch:
+imaging library). Used by docs/results.md's measurement of how fine-tuning chooses its best epoch:
 
     python3 scripts/render_digits.py --data data/mnist --first 0 --count 1000 --out pictures
 """
@@ -33,11 +33,15 @@ def find(data_dir, stem):
     raise SystemExit(f"{data_dir}: no {stem} (or {stem}.gz)")
 
 
-def test_digits(data_dir, first, count):
-    images = read_idx(find(data_dir, "t10k-images-idx3-ubyte"))
-    labels = read_idx(find(data_dir, "t10k-labels-idx1-ubyte"))
-    if first + count > 10_000:
-        raise SystemExit("--first + --count must be at most 10000")
+SPLITS = {"test": ("t10k", 10_000), "train": ("train", 60_000)}
+
+
+def digits(data_dir, split, first, count):
+    stem, size = SPLITS[split]
+    images = read_idx(find(data_dir, f"{stem}-images-idx3-ubyte"))
+    labels = read_idx(find(data_dir, f"{stem}-labels-idx1-ubyte"))
+    if first + count > size:
+        raise SystemExit(f"--first + --count must be at most {size} for the {split} split")
     for i in range(first, first + count):
         pixels = np.frombuffer(images, np.uint8, 784, 16 + i * 784).reshape(28, 28)
         yield i, pixels, labels[8 + i]
@@ -82,13 +86,16 @@ def png(pixels):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/mnist", help="folder of the MNIST idx files")
-    parser.add_argument("--first", type=int, default=0, help="first test digit")
+    parser.add_argument("--split", choices=SPLITS, default="test",
+                        help="which MNIST split the digits come from (train: pictures that are "
+                        "not the test set a fine-tune reports)")
+    parser.add_argument("--first", type=int, default=0, help="first digit of the split")
     parser.add_argument("--count", type=int, default=1000, help="digits to render")
     parser.add_argument("--out", required=True, help="folder to create")
     args = parser.parse_args()
     if os.path.exists(args.out):
         raise SystemExit(f"{args.out} exists; choose a new folder")
-    for i, pixels, label in test_digits(args.data, args.first, args.count):
+    for i, pixels, label in digits(args.data, args.split, args.first, args.count):
         grey = render(pixels, i)
         # A blue-ish ink on cream paper for every third: colour, not just grey.
         picture = grey

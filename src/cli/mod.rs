@@ -77,7 +77,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = parse();
     // Training and evaluation reuse the same large blocks every step; a server's memory comes
-    // in bursts and should go back to the system after one (measured in the README's serving
+    // in bursts and should go back to the system after one (measured in docs/results.md's serving
     // section), so `serve` keeps glibc's default.
     if !matches!(cli.command, Command::Serve(_)) {
         crate::runtime::keep_freed_memory();

@@ -70,7 +70,7 @@ impl<C: Flags> SettingFlags<C> {
     }
 }
 
-/// The default of `setting` when a run starts from `options`, as `--help` and the README show
+/// The default of `setting` when a run starts from `options`, as `--help` and docs/settings.md show
 /// it: the flag's note where the default depends on another setting.
 fn default_shown(setting: &TrainSetting, options: &TrainOptions) -> Option<String> {
     match setting.flag.default_note {
@@ -164,7 +164,7 @@ impl<C: Flags> clap::Args for SettingFlags<C> {
     }
 }
 
-/// The training settings as the README's Markdown table (between its `settings table`
+/// The training settings as docs/settings.md's Markdown table (between its `settings table`
 /// markers), made from the declaration as `--help` is: flag, config.json and TOML key, the
 /// defaults of `train` (the tutorial recipe) and of `finetune`, and what each does.
 pub fn markdown_table() -> String {
@@ -299,18 +299,21 @@ mod tests {
         assert!(help_text::<ForFinetune>(lr).ends_with("[default: 1e-4]"));
     }
 
-    /// The README's table of settings is the declaration's, as `markdown_table` writes it.
+    /// docs/settings.md's table of settings is the declaration's, as `markdown_table` writes it.
     #[test]
-    fn the_readme_lists_the_settings_as_declared() {
-        let readme = include_str!("../../README.md");
+    fn the_docs_list_the_settings_as_declared() {
+        let readme = include_str!("../../docs/settings.md");
         let begin = "<!-- settings table: made by cli::settings_flags::markdown_table -->\n";
         let end = "<!-- end of settings table -->";
-        let start = readme.find(begin).expect("the README's settings table") + begin.len();
+        let start = readme
+            .find(begin)
+            .expect("docs/settings.md's settings table")
+            + begin.len();
         let stop = start + readme[start..].find(end).expect("its end");
         let expected = markdown_table();
         assert!(
             readme[start..stop] == expected,
-            "the README's settings table differs from the declaration; it should read:\n{expected}"
+            "docs/settings.md's settings table differs from the declaration; it should read:\n{expected}"
         );
     }
 }

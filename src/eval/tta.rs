@@ -5,7 +5,7 @@ use crate::data::augment::warp;
 use tch::Tensor;
 
 /// The test-time views: the picture itself and the picture turned 7° each way. (Measured on the
-/// three vgg-32 runs of the README: these three views gained more than one-pixel shifts or
+/// three vgg-32 runs of docs/results.md: these three views gained more than one-pixel shifts or
 /// ±7% scaling, and as much as all of them together; flips and large rotations would turn
 /// digits into other digits.)
 pub const TTA_ROTATIONS: [f64; 3] = [0.0, 7.0, -7.0];

@@ -104,7 +104,7 @@ impl SettingsFile {
             }
             "data" => self.take_data(value, is_run_record)?,
             _ if KEYS.contains(&key) => self.options.set(key, value)?,
-            _ => bail!("{key}: not a setting (the keys are config.json's; see the README)"),
+            _ => bail!("{key}: not a setting (the keys are config.json's; see docs/settings.md)"),
         }
         Ok(())
     }

@@ -383,7 +383,12 @@ const TEST_DROP_WARNING: f64 = 0.005;
 /// `train`, a fine-tune's for `finetune`), as `key=value`.
 fn changed_settings(command: RunCommand, options: &TrainOptions) -> Vec<String> {
     let defaults = match command {
-        RunCommand::Finetune => crate::train::finetune_defaults(),
+        // A fine-tune chooses by validation whenever its split is unseen (the tool's choice, not
+        // a setting given): only the opposite is worth naming.
+        RunCommand::Finetune => TrainOptions {
+            choose_by_validation: true,
+            ..crate::train::finetune_defaults()
+        },
         RunCommand::Train => TrainOptions::default(),
     }
     .recorded();
@@ -520,11 +525,21 @@ mod tests {
                 "patience=3"
             ]
         );
-        let finetune = crate::train::finetune_defaults().recorded();
+        let finetune = TrainOptions {
+            choose_by_validation: true,
+            ..crate::train::finetune_defaults()
+        }
+        .recorded();
         assert!(changed_settings(RunCommand::Finetune, &finetune).is_empty());
         assert_eq!(
             changed_settings(RunCommand::Train, &finetune),
-            ["epochs=3", "learning_rate=1e-4"]
+            ["epochs=3", "learning_rate=1e-4", "choose_by_validation"]
+        );
+        // A fine-tune that cannot choose by its validation images says so.
+        let delivering_the_last = crate::train::finetune_defaults().recorded();
+        assert_eq!(
+            changed_settings(RunCommand::Finetune, &delivering_the_last).len(),
+            1
         );
     }
 }

@@ -18,7 +18,7 @@ declare_choice! {
             schedule peaking at 1e-2, label smoothing 0.1",
         Large = "large":
             "The most accurate single model that trains on a 2-core CPU in about 15 minutes \
-            (see the README): the vgg-32 network, 15 epochs at batch 128 with random affine \
+            (see docs/results.md): the vgg-32 network, 15 epochs at batch 128 with random affine \
             augmentation, a one-cycle schedule peaking at 4e-3, label smoothing 0.1",
     }
 }

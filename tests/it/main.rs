@@ -26,3 +26,4 @@ mod serve_hostile;
 mod settings;
 mod tensorboard;
 mod trust;
+mod walkthrough;

@@ -5,7 +5,7 @@
 use crate::common::*;
 use std::path::Path;
 
-/// The epoch the README's rule picks from a run's metrics: the highest validation accuracy,
+/// The epoch docs/training.md's rule picks from a run's metrics: the highest validation accuracy,
 /// ties to the lower validation loss (epoch 0, the starting point, left out).
 fn best_by_rule(run: &Path) -> (usize, usize) {
     let lines = read_json_lines(&run.join("metrics.jsonl"));
