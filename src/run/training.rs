@@ -18,7 +18,7 @@ use crate::io::{checkpoint, RunCommand, RunConfig, RunFolder, RunStatus};
 use crate::model::Classifier;
 use crate::nn::Architecture;
 use crate::runtime;
-use crate::train::{FinalMetrics, Fit, History, TrainOptions, TrainingState};
+use crate::train::{FinalMetrics, Fit, History, Recipe, TrainOptions, TrainingState};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use tch::Device;
@@ -379,22 +379,30 @@ fn log_test_change(config: &RunConfig, final_metrics: &FinalMetrics) {
 /// A fall in test accuracy (as a fraction) past which a fine-tune's end warns.
 const TEST_DROP_WARNING: f64 = 0.005;
 
-/// The settings of `options` that differ from the command's defaults (the tutorial's for
-/// `train`, a fine-tune's for `finetune`), as `key=value`.
-fn changed_settings(command: RunCommand, options: &TrainOptions) -> Vec<String> {
-    let defaults = match command {
+/// What a run's settings are compared with at its start, and its name: a fine-tune's defaults,
+/// the recipe `train` was given, or the tutorial recipe.
+fn start_defaults(command: RunCommand, recipe: Option<Recipe>) -> (String, TrainOptions) {
+    let (name, defaults) = match (command, recipe) {
         // A fine-tune chooses by validation whenever its split is unseen (the tool's choice, not
         // a setting given): only the opposite is worth naming.
-        RunCommand::Finetune => TrainOptions {
-            choose_by_validation: true,
-            ..crate::train::finetune_defaults()
-        },
-        RunCommand::Train => TrainOptions::default(),
-    }
-    .recorded();
+        (RunCommand::Finetune, _) => (
+            "finetune's defaults".to_owned(),
+            TrainOptions {
+                choose_by_validation: true,
+                ..crate::train::finetune_defaults()
+            },
+        ),
+        (RunCommand::Train, Some(recipe)) => (format!("the {recipe} recipe's"), recipe.options()),
+        (RunCommand::Train, None) => ("train's defaults".to_owned(), TrainOptions::default()),
+    };
+    (name, defaults.recorded())
+}
+
+/// The settings of `options` that differ from `defaults`, as `key=value`.
+fn changed_settings(options: &TrainOptions, defaults: &TrainOptions) -> Vec<String> {
     crate::train::SETTINGS
         .iter()
-        .filter(|setting| !(setting.same)(options, &defaults))
+        .filter(|setting| !(setting.same)(options, defaults))
         .map(|setting| match (setting.shown)(options) {
             Some(value) => format!("{}={value}", setting.key),
             None if setting.is_switch => setting.key.to_owned(),
@@ -404,10 +412,10 @@ fn changed_settings(command: RunCommand, options: &TrainOptions) -> Vec<String> 
 }
 
 fn log_start(config: &RunConfig, folder: &RunFolder) {
-    let changed = changed_settings(config.command, &config.options);
+    let (defaults_name, defaults) = start_defaults(config.command, config.recipe);
+    let changed = changed_settings(&config.options, &defaults);
     info!(
-        "settings other than {}'s defaults: {}",
-        config.command,
+        "settings other than {defaults_name}: {}",
         match changed.is_empty() {
             true => "none".to_owned(),
             false => changed.join(", "),
@@ -507,8 +515,11 @@ mod tests {
 
     #[test]
     fn the_start_names_the_settings_other_than_the_commands_defaults() {
+        let changed = |command, recipe, options: &TrainOptions| {
+            changed_settings(options, &start_defaults(command, recipe).1)
+        };
         let defaults = TrainOptions::default().recorded();
-        assert!(changed_settings(RunCommand::Train, &defaults).is_empty());
+        assert!(changed(RunCommand::Train, None, &defaults).is_empty());
         let options = TrainOptions {
             learning_rate: 1e-2,
             schedule: Schedule::Onecycle,
@@ -517,7 +528,7 @@ mod tests {
             ..defaults
         };
         assert_eq!(
-            changed_settings(RunCommand::Train, &options),
+            changed(RunCommand::Train, None, &options),
             [
                 "learning_rate=0.01",
                 "schedule=onecycle",
@@ -525,20 +536,28 @@ mod tests {
                 "patience=3"
             ]
         );
+        // A recipe's own settings are not news; what differs from it is.
+        let fast = Recipe::Fast.options().recorded();
+        assert!(changed(RunCommand::Train, Some(Recipe::Fast), &fast).is_empty());
+        let seeded = TrainOptions { seed: 7, ..fast };
+        assert_eq!(
+            changed(RunCommand::Train, Some(Recipe::Fast), &seeded),
+            ["seed=7"]
+        );
         let finetune = TrainOptions {
             choose_by_validation: true,
             ..crate::train::finetune_defaults()
         }
         .recorded();
-        assert!(changed_settings(RunCommand::Finetune, &finetune).is_empty());
+        assert!(changed(RunCommand::Finetune, None, &finetune).is_empty());
         assert_eq!(
-            changed_settings(RunCommand::Train, &finetune),
+            changed(RunCommand::Train, None, &finetune),
             ["epochs=3", "learning_rate=1e-4", "choose_by_validation"]
         );
         // A fine-tune that cannot choose by its validation images says so.
         let delivering_the_last = crate::train::finetune_defaults().recorded();
         assert_eq!(
-            changed_settings(RunCommand::Finetune, &delivering_the_last).len(),
+            changed(RunCommand::Finetune, None, &delivering_the_last).len(),
             1
         );
     }
