@@ -230,6 +230,9 @@ fn epoch_range(series: &[Series]) -> (f64, f64) {
     (x_min, x_max)
 }
 
+/// Past this many points a series is drawn without dots (a learning rate drawn per step).
+const MAX_DOTS: usize = 200;
+
 /// One series as a line with a dot at each point, named in the legend.
 fn draw_line<DB: DrawingBackend>(
     chart: &mut ChartContext<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
@@ -242,13 +245,16 @@ fn draw_line<DB: DrawingBackend>(
     )))?
     .label(s.label)
     .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
-    drawing(
-        chart.draw_series(
-            s.points
-                .iter()
-                .map(move |&p| Circle::new(p, 3, color.filled())),
-        ),
-    )?;
+    // A dot per epoch marks where the values were taken; a line drawn per step has no dots.
+    if s.points.len() <= MAX_DOTS {
+        drawing(
+            chart.draw_series(
+                s.points
+                    .iter()
+                    .map(move |&p| Circle::new(p, 3, color.filled())),
+            ),
+        )?;
+    }
     Ok(())
 }
 
