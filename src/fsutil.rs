@@ -122,7 +122,7 @@ pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
-    let mut temp = temp_file_beside(path, "")?;
+    let mut temp = temp_file_beside(path)?;
     {
         let mut writer = BufWriter::new(temp.as_file_mut());
         write(&mut writer).with_context(|| format!("cannot write {}", path.display()))?;
@@ -141,7 +141,7 @@ pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Writes `bytes` to `path` atomically, through a temporary file whose name starts with
 /// `temp_prefix` (for folders that a reader watches by name: TensorBoard's).
 pub fn write_bytes_atomically_as(path: &Path, bytes: &[u8], temp_prefix: &str) -> Result<()> {
-    let mut temp = temp_file_named(parent_dir(path), temp_prefix, ".tmp", path)?;
+    let mut temp = temp_file_named(parent_dir(path), temp_prefix, path)?;
     temp.as_file_mut()
         .write_all(bytes)
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -154,21 +154,13 @@ pub fn write_bytes_atomically_as(path: &Path, bytes: &[u8], temp_prefix: &str) -
 /// temporary file name would end up inside the file, and two saves of the same weights would
 /// differ.
 pub fn save_atomically(path: &Path, save: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
+    let (name, prefix) = temp_prefix(path)?;
     let dir = parent_dir(path);
     let temp_dir = tempfile::Builder::new()
-        .prefix(&format!(".{}.", name.to_string_lossy()))
-        .suffix(".tmp")
+        .prefix(&prefix)
+        .suffix(TEMP_SUFFIX)
         .tempdir_in(dir)
-        .with_context(|| {
-            format!(
-                "cannot create a folder in {} (for {})",
-                dir.display(),
-                path.display()
-            )
-        })?;
+        .with_context(|| cannot_create("a folder", dir, path))?;
     let temp = temp_dir.path().join(name);
     save(&temp).with_context(|| format!("cannot write {}", path.display()))?;
     let file = File::open(&temp).with_context(|| format!("cannot write {}", path.display()))?;
@@ -179,28 +171,38 @@ pub fn save_atomically(path: &Path, save: impl FnOnce(&Path) -> Result<()>) -> R
     Ok(())
 }
 
-fn temp_file_beside(path: &Path, suffix: &str) -> Result<NamedTempFile> {
-    let dir = parent_dir(path);
+/// Every temporary ends so (`.NAME.XXXXXX.tmp`, a file or a save's folder), which is how a run
+/// folder knows a write's leftovers (`run_folder::is_temporary_run_file`).
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// `path`'s file name, and the prefix of the temporaries that write it (`.NAME.`).
+fn temp_prefix(path: &Path) -> Result<(&std::ffi::OsStr, String)> {
     let name = path
         .file_name()
         .with_context(|| format!("{} is not a file path", path.display()))?;
-    let prefix = format!(".{}.", name.to_string_lossy());
-    temp_file_named(dir, &prefix, &format!(".tmp{suffix}"), path)
+    Ok((name, format!(".{}.", name.to_string_lossy())))
+}
+
+fn temp_file_beside(path: &Path) -> Result<NamedTempFile> {
+    let (_, prefix) = temp_prefix(path)?;
+    temp_file_named(parent_dir(path), &prefix, path)
 }
 
 /// A temporary file in `dir` for writing `path`.
-fn temp_file_named(dir: &Path, prefix: &str, suffix: &str, path: &Path) -> Result<NamedTempFile> {
+fn temp_file_named(dir: &Path, prefix: &str, path: &Path) -> Result<NamedTempFile> {
     tempfile::Builder::new()
         .prefix(prefix)
-        .suffix(suffix)
+        .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)
-        .with_context(|| {
-            format!(
-                "cannot create a file in {} (for {})",
-                dir.display(),
-                path.display()
-            )
-        })
+        .with_context(|| cannot_create("a file", dir, path))
+}
+
+fn cannot_create(what: &str, dir: &Path, path: &Path) -> String {
+    format!(
+        "cannot create {what} in {} (for {})",
+        dir.display(),
+        path.display()
+    )
 }
 
 /// Flushes the temporary file to disk and renames it over `path`, readable by all as a file

@@ -117,10 +117,10 @@ pub struct AutoChoice {
 /// `--precision auto` on `device`: bf16 where it has been measured to pay, fp32 elsewhere. It
 /// pays on CPUs with AMX (oneDNN's bf16 tiles): on a 2-core Xeon with AMX, bf16 trained the
 /// tutorial network 2.17× as fast as fp32 at batch 128 and 1.40× at batch 32, and the fast
-/// recipe reached the same accuracy (docs/performance.md). On CUDA it is fp32 for these networks: on an
-/// NVIDIA H200, bf16 trained the tutorial network at 0.77× fp32's speed at batch 128 (63k
-/// against 82k images/s) and 0.96× at batch 1024, and fp16 at 0.55×; the networks are too small
-/// for tensor cores to outweigh the casts. AVX512-BF16 without AMX (Zen 4) keeps fp32: it has
+/// recipe reached the same accuracy (docs/performance.md). On CUDA it is fp32 for these
+/// networks: on an NVIDIA H200, bf16 trained the tutorial network at 0.77× fp32's speed at batch
+/// 128 (63k against 82k images/s) and 0.96× at batch 1024, and fp16 at 0.55×; the networks are
+/// too small for tensor cores to outweigh the casts. AVX512-BF16 without AMX (Zen 4) keeps fp32: it has
 /// not been measured to pay here.
 pub fn auto(device: Device) -> AutoChoice {
     let pick = |precision, reason: String| AutoChoice { precision, reason };

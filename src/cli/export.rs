@@ -13,8 +13,8 @@ use tch::Device;
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// The checkpoint to export (a run folder, a `.ot` or a `.safetensors`). With `--format onnx`, given several
-    /// times, the models make one graph that averages their probabilities.
+    /// The checkpoint to export (a run folder, a `.ot` or a `.safetensors`). With `--format
+    /// onnx`, given several times, the models make one graph that averages their probabilities.
     #[arg(long = "model", value_name = "PATH", required = true)]
     pub models: Vec<PathBuf>,
 

@@ -11,8 +11,9 @@ use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct PredictArgs {
-    /// The checkpoint (a run folder, a `.ot` or a `.safetensors`; the architecture comes with it). Given several
-    /// times, the models answer as an ensemble: the mean of their probabilities.
+    /// The checkpoint (a run folder, a `.ot` or a `.safetensors`; the architecture comes with
+    /// it). Given several times, the models answer as an ensemble: the mean of their
+    /// probabilities.
     #[arg(long = "model", value_name = "PATH", required = true)]
     pub models: Vec<PathBuf>,
 

@@ -148,18 +148,18 @@ fn rate_series(points: Vec<(f64, f64)>) -> [Series; 1] {
 /// At most this many points draw a learning rate that moves every step.
 const MAX_RATE_POINTS: usize = 600;
 
-/// The learning rate over training progress (in epochs, from 0): every step's where the
-/// schedule moves within epochs (`clock`: cosine and one-cycle, whose peak would be lost between
-/// two epochs' ends; at most [`MAX_RATE_POINTS`] steps, the last included), else each epoch's
-/// rate at its start and end as recorded (constant, plateau).
+/// The learning rate over training progress (in epochs, from 0): every step's where the run's
+/// schedule (`clock`) moves within epochs (cosine and one-cycle, whose peak would be lost
+/// between two epochs' ends; at most [`MAX_RATE_POINTS`] steps, the last included), else each
+/// epoch's rate at its start and end as recorded (constant, plateau).
 pub fn rate_points(
     records: &[EpochRecord],
-    clock: Option<&ScheduleClock>,
+    clock: &ScheduleClock,
     steps_per_epoch: usize,
 ) -> Vec<(f64, f64)> {
     let trained_epochs = records.iter().map(|r| r.epoch).max().unwrap_or(0);
-    match clock.filter(|c| c.moves_within_epochs() && steps_per_epoch > 0) {
-        Some(clock) => {
+    match clock.moves_within_epochs() && steps_per_epoch > 0 {
+        true => {
             let last = (trained_epochs * steps_per_epoch).min(clock.total_steps());
             let stride = last.div_ceil(MAX_RATE_POINTS).max(1);
             (0..last)
@@ -168,7 +168,7 @@ pub fn rate_points(
                 .map(|step| (step as f64 / steps_per_epoch as f64, clock.at(step)))
                 .collect()
         }
-        None => records
+        false => records
             .iter()
             .filter(|r| r.epoch > 0)
             .flat_map(|r| {
@@ -546,11 +546,12 @@ mod tests {
         };
         let epochs: Vec<_> = (1..=4).map(|e| record(e, 1e-3, 1e-3)).collect();
         let (clock, steps_per_epoch) = ScheduleClock::of_run(&options, 1000);
-        let points = rate_points(&epochs, Some(&clock), steps_per_epoch);
+        let points = rate_points(&epochs, &clock, steps_per_epoch);
         let peak = points.iter().map(|p| p.1).fold(0.0, f64::max);
         assert!((peak - 1e-2).abs() < 1e-4, "peak {peak}");
         assert!(points.len() <= MAX_RATE_POINTS + 1);
-        let constant = rate_points(&epochs, None, steps_per_epoch);
+        let (constant_clock, _) = ScheduleClock::of_run(&TrainOptions::default(), 1000);
+        let constant = rate_points(&epochs, &constant_clock, steps_per_epoch);
         assert_eq!(constant.len(), 8);
     }
 

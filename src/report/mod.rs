@@ -71,7 +71,7 @@ pub fn write_report(
         ScheduleClock::of_run(&config.options, config.data.train_examples);
     let drawn = Drawn {
         records: &records,
-        learning_rates: charts::rate_points(&records, Some(&clock), steps_per_epoch),
+        learning_rates: charts::rate_points(&records, &clock, steps_per_epoch),
         chosen_epoch: config.final_metrics.as_ref().map(|m| m.chosen_epoch),
         report: &report,
         mistakes: &mistakes,

@@ -30,19 +30,20 @@ pub enum FormError {
     TooMany,
 }
 
-/// The boundary a `multipart/form-data` Content-Type declares (`boundary=…`, quoted or not).
-pub fn boundary(content_type: &str) -> Result<String, FormError> {
+/// The boundary a `multipart/form-data` Content-Type declares (`boundary=…`, quoted or not), or
+/// why there is none.
+pub fn boundary(content_type: &str) -> Result<String, String> {
     let value = content_type
         .split(';')
         .skip(1)
         .filter_map(|param| param.split_once('='))
         .find(|(key, _)| key.trim().eq_ignore_ascii_case("boundary"))
         .map(|(_, value)| value.trim().trim_matches('"').to_owned())
-        .ok_or_else(|| malformed("multipart/form-data without a boundary= parameter"))?;
+        .ok_or("multipart/form-data without a boundary= parameter")?;
     if value.is_empty() || value.len() > MAX_BOUNDARY_LEN {
-        return Err(malformed(&format!(
+        return Err(format!(
             "the boundary must have 1 to {MAX_BOUNDARY_LEN} characters"
-        )));
+        ));
     }
     Ok(value)
 }

@@ -56,7 +56,7 @@ pub fn payload_kind(headers: &HeaderMap) -> Result<Payload, ApiError> {
     if mime == "application/json" {
         Ok(Payload::Json)
     } else if mime == "multipart/form-data" {
-        let boundary = multipart::boundary(text).map_err(|e| form_error(e, 0))?;
+        let boundary = multipart::boundary(text).map_err(malformed_form)?;
         Ok(Payload::Form(boundary))
     } else if PICTURE_TYPES.contains(&mime.as_str()) {
         Ok(Payload::Picture)
@@ -233,15 +233,24 @@ pub async fn form_request(
 
 fn form_error(error: FormError, max_items: usize) -> ApiError {
     match error {
-        FormError::Malformed(why) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("malformed multipart/form-data: {why}"),
-        ),
-        FormError::TooMany => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("more than {max_items} parts in one form; at most {max_items} are accepted"),
-        ),
+        FormError::Malformed(why) => malformed_form(why),
+        FormError::TooMany => too_many(max_items, "parts in one form"),
     }
+}
+
+fn malformed_form(why: String) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        format!("malformed multipart/form-data: {why}"),
+    )
+}
+
+/// 413 for a request with more than `max_items` of `what`.
+fn too_many(max_items: usize, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("more than {max_items} {what}; at most {max_items} are accepted"),
+    )
 }
 
 /// A JSON body: its items counted first (413 past `max_items`, before anything is built), the
@@ -306,10 +315,7 @@ fn body_error(error: BodyError, max_items: usize) -> ApiError {
             ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}"))
         }
         BodyError::Invalid(e) => ApiError::unprocessable(e),
-        BodyError::TooMany => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("more than {max_items} items in one request; at most {max_items} are accepted"),
-        ),
+        BodyError::TooMany => too_many(max_items, "items in one request"),
     }
 }
 

@@ -2,9 +2,9 @@
 //! PyTorch gets 97.5–98.0% there), and `eval` must report the same model consistently.
 //!
 //! After a single epoch the accuracy still swings with where the last steps land: seeds 1, 2, 3
-//! and 42 give 97.63%, 97.72%, 97.50% and 97.05% here (docs/results.md). The test fixes seed 2 and two
-//! threads, which makes the run bit-reproducible on the CPU, so it fails only when training
-//! itself changes for the worse.
+//! and 42 give 97.63%, 97.72%, 97.50% and 97.05% here (docs/results.md). The test fixes seed 2
+//! and two threads, which makes the run bit-reproducible on the CPU, so it fails only when
+//! training itself changes for the worse.
 
 use crate::common::*;
 

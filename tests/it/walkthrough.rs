@@ -12,7 +12,7 @@ use std::os::unix::fs::symlink;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const README: &str = include_str!("../../README.md");
 const BEGIN: &str = "<!-- walkthrough:";
@@ -130,25 +130,16 @@ fn run_bounded(command: &mut Command, dir: &Path) -> Run {
         .stderr(fs::File::create(&err_path).unwrap())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > LIMIT {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let finished = wait_within(&mut child, LIMIT);
     // SAFETY: a plain system call on the group this test started.
     unsafe { libc::killpg(child.id() as i32, libc::SIGKILL) };
-    let _ = child.wait();
+    let status = child.wait().unwrap();
     let mut stderr = fs::read_to_string(&err_path).unwrap();
-    if status.is_none() {
+    if !finished {
         stderr.push_str(&format!("\n(killed after {} s)", LIMIT.as_secs()));
     }
     Run {
-        succeeded: status.is_some_and(|s| s.success()),
+        succeeded: finished && status.success(),
         stdout: fs::read_to_string(&out_path).unwrap(),
         stderr,
     }

@@ -34,13 +34,13 @@ pub fn load_folder(dir: &Path) -> Result<ImageFolder> {
     let mut labels = Vec::new();
     let mut paths = Vec::new();
     let mut skipped = Vec::new();
-    let mut present = Vec::new();
+    let mut class_folders = 0;
     for digit in 0..NUM_CLASSES {
         let class_dir = dir.join(digit.to_string());
         if !class_dir.is_dir() {
             continue;
         }
-        present.push(digit);
+        class_folders += 1;
         for path in picture_files(&class_dir)? {
             match load_picture(&path) {
                 Ok(field) => {
@@ -56,7 +56,7 @@ pub fn load_folder(dir: &Path) -> Result<ImageFolder> {
         }
     }
     ensure!(
-        !present.is_empty(),
+        class_folders > 0,
         "--images {}: no class folders 0 … 9 inside",
         dir.display()
     );

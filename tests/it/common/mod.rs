@@ -34,18 +34,25 @@ pub fn mnist_cnn_within(args: &[&str], limit: std::time::Duration) -> (Output, b
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("the mnist-cnn binary runs");
+    let finished = wait_within(&mut child, limit);
+    if !finished {
+        let _ = child.kill();
+    }
+    (child.wait_with_output().unwrap(), finished)
+}
+
+/// Waits for `child` to exit, for at most `limit`; whether it did (it is left running if not).
+pub fn wait_within(child: &mut std::process::Child, limit: std::time::Duration) -> bool {
     let started = std::time::Instant::now();
-    let finished = loop {
+    loop {
         if child.try_wait().unwrap().is_some() {
-            break true;
+            return true;
         }
         if started.elapsed() > limit {
-            let _ = child.kill();
-            break false;
+            return false;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    (child.wait_with_output().unwrap(), finished)
+    }
 }
 
 /// Runs a script of scripts/ with the virtualenv's python3 (first on PATH under scripts/test.sh;
