@@ -416,6 +416,24 @@ mod tests {
         assert_eq!(left, ["notes.txt"]);
     }
 
+    /// A temporary folder that holds anything a save never leaves is not removed: the error
+    /// names it, and the run's files stay.
+    #[test]
+    fn a_temporary_folder_holding_something_else_is_left_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(CONFIG_FILE), A_RUNS_CONFIG).unwrap();
+        let odd = dir.path().join(".model.ot.abc123.tmp");
+        fs::create_dir(&odd).unwrap();
+        fs::write(odd.join("notes.txt"), b"mine").unwrap();
+        let err = RunFolder::create(Some(dir.path()), FolderUse::Overwrite).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("notes.txt") && err.contains("remove it yourself"),
+            "{err}"
+        );
+        assert!(odd.join("notes.txt").is_file());
+    }
+
     /// Another program's folder with a config.json of its own is no run folder: nothing in it
     /// is overwritten or removed, with or without --overwrite.
     #[test]

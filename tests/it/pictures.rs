@@ -228,6 +228,22 @@ fn a_thin_picture_folder_is_warned_about() {
     let summary = stdout_json(&output);
     assert!(summary["validation_accuracy"].is_f64());
     assert!(summary.get("test_accuracy").is_none(), "{summary}");
+    // MNIST asked for where there is none: an error naming the folder, before anything runs.
+    let output = tool()
+        .current_dir(scratch.path())
+        .args(["finetune", "--from", "start.ot", "--images", "pictures"])
+        .args([
+            "--data",
+            "no-mnist-here",
+            "--out",
+            "other",
+            "--device",
+            "cpu",
+        ])
+        .output()
+        .unwrap();
+    assert_clean_failure(&output, &["no-mnist-here"]);
+    assert!(!scratch.path().join("other").exists());
 }
 
 /// scripts/preprocess.py, the Python reference of the tool's picture preprocessing, gives the
